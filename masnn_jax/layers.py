@@ -1,0 +1,300 @@
+"""Spiking layers of the MA-SNN event networks: conv/dense -> BatchNorm -> pooling -> attention -> neuron loop.
+
+Layout is batch-major and channels-last: conv layers take and return ``(B, T, H, W, C)``, dense layers ``(B, T, N)``.
+Conv, BatchNorm, pooling and input-placed attention run on the merged ``(B·T, ...)`` batch at once; only the neuron
+recurrence (and membrane-placed channel/spatial attention) runs inside ``jax.lax.scan``. No module that updates
+BatchNorm statistics ever runs inside the scan.
+
+Source: ``MA_SNN/module/LIF_Module.py`` (``ConvAttLIF``, ``AttLIF``) of the official code.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from masnn_jax import attention as attention_lib
+from masnn_jax import neurons
+from masnn_jax import surrogate as surrogate_lib
+
+__all__ = ["torch_default_init", "neuron_from_config", "SpikingNeuron", "ConvAttLIF", "DenseAttLIF"]
+
+
+def torch_default_init(fan_in: int):
+    """Initializer drawing from U(−1/√fan_in, 1/√fan_in): PyTorch's default for ``nn.Conv2d``/``nn.Linear`` weights
+    (kaiming_uniform with a = √5) and biases, used so that training starts where the official code starts."""
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+_NEURON_KINDS = ("masnn_official", "att_res_snn", "lif", "if", "plif")
+
+
+def neuron_from_config(neuron_cfg: Any, surrogate_cfg: Any | None = None) -> neurons.LIFParams | dict:
+    """Builds neuron parameters from config mappings.
+
+    Args:
+      neuron_cfg: mapping with ``kind`` in ('masnn_official', 'att_res_snn', 'lif', 'if', 'plif') and that preset's
+        keyword arguments (see :mod:`masnn_jax.neurons`; e.g. ``v_th``, ``alpha``, ``beta``, ``mode_select``,
+        ``tr_model`` for 'masnn_official'; ``tau``, ``decay_input``, ``v_threshold``, ``v_reset``, ``detach_reset``
+        for 'lif'; ``init_tau`` ... for 'plif').
+      surrogate_cfg: mapping with ``name`` and the surrogate's hyper-parameter (``alpha`` or ``width``), or None for
+        the preset's own surrogate.
+    Returns:
+      :class:`~masnn_jax.neurons.LIFParams`, or for 'plif' the keyword dict for :class:`~masnn_jax.neurons.PLIF`.
+    Raises:
+      ValueError: unknown ``config.model.neuron.kind``, unknown or bad keys (named in the message).
+    """
+    cfg = dict(neuron_cfg)
+    kind = cfg.pop("kind", "masnn_official")
+    spike_fn = None
+    if surrogate_cfg is not None:
+        scfg = dict(surrogate_cfg)
+        name = scfg.pop("name", None)
+        if name:
+            try:
+                spike_fn = surrogate_lib.get(name, **scfg)
+            except ValueError as e:
+                raise ValueError(f"config.model.surrogate: {e}") from None
+    try:
+        if kind == "masnn_official":
+            return neurons.masnn_official(surrogate=spike_fn, **cfg)
+        if kind == "att_res_snn":
+            return neurons.att_res_snn(surrogate=spike_fn, **cfg)
+        if kind == "lif":
+            return neurons.spikingjelly_lif(surrogate=spike_fn, **cfg)
+        if kind == "if":
+            return neurons.spikingjelly_if(surrogate=spike_fn, **cfg)
+        if kind == "plif":
+            return dict(surrogate=spike_fn, **cfg)
+    except TypeError as e:
+        raise ValueError(f"config.model.neuron (kind={kind!r}): {e}") from None
+    raise ValueError(f"config.model.neuron.kind must be one of {_NEURON_KINDS}, got {kind!r}")
+
+
+def _sow_activity(layer: nnx.Module, out: jax.Array) -> None:
+    """Stores ``[[spike count, B-less element count]]`` per sample, shape ``(B, 2)`` float32, as the
+    ``nnx.Intermediate`` ``activity`` (read by :func:`masnn_jax.training.network_firing_rate`)."""
+    per_sample = out.reshape(out.shape[0], -1).astype(jnp.float32)
+    count = jnp.full((out.shape[0],), per_sample.shape[1], jnp.float32)
+    layer.sow(nnx.Intermediate, "activity", jnp.stack([per_sample.sum(1), count], axis=1))
+
+
+class SpikingNeuron(nnx.Module):
+    """A neuron population run over time: fixed :class:`~masnn_jax.neurons.LIFParams`, or a learnable PLIF.
+
+    Args:
+      params: ``LIFParams`` (static), or a dict of :class:`~masnn_jax.neurons.PLIF` keyword arguments.
+      features: channel count (PLIF gets one τ per layer, shape ``()``, as SpikingJelly's default).
+      checkpoint, unroll: passed to :func:`~masnn_jax.neurons.lif`.
+    Call:
+      ``neuron(x, transform=None, return_v=False)``, ``x`` of shape ``(B, T, ...)``; returns spikes (or LIAF
+      values) of the same shape and dtype, and the membrane trace when ``return_v``.
+    """
+
+    def __init__(self, params, *, checkpoint: bool = False, unroll: int = 1, param_dtype=jnp.float32):
+        if isinstance(params, dict):
+            self.plif = neurons.PLIF(param_dtype=param_dtype, **params)
+            self.params = None
+        else:
+            self.plif = None
+            self.params = params.validate()
+        self.checkpoint = checkpoint
+        self.unroll = unroll
+
+    def lif_params(self) -> neurons.LIFParams:
+        """The parameters in force (PLIF's computed from its current ``w``)."""
+        return self.plif.params() if self.plif is not None else self.params
+
+    def __call__(self, x, *, transform=None, return_v: bool = False):
+        return neurons.lif(
+            x, self.lif_params(), transform=transform, return_v=return_v, checkpoint=self.checkpoint, unroll=self.unroll
+        )
+
+
+class ConvAttLIF(nnx.Module):
+    """Conv 3×3 (bias) -> BatchNorm over B·T -> AvgPool(k) -> attention -> LIF, on ``(B, T, H, W, C_in)``.
+
+    Args:
+      in_features, out_features: channels.
+      T: time steps (the temporal attention's MLP is sized by it).
+      neuron: ``LIFParams`` or PLIF kwargs (see :func:`neuron_from_config`).
+      kernel_size, padding: convolution geometry (official: 3, 1).
+      pool: average-pooling kernel and stride (1 = none).
+      attention: scheme in :data:`masnn_jax.attention.SCHEMES`.
+      placement: 'input' (official: attention on the whole pre-activation sequence, then ReLU) or 'membrane'
+        (paper: TA on the input, CA and SA on the membrane potential of every step before firing).
+      c_ratio, t_ratio, sa_kernel, channel_attention, spatial_attention: attention options.
+      bn_momentum: running-statistics momentum in Flax's convention (0.9 = PyTorch's default 0.1).
+      dtype: computation dtype (None: from inputs and parameters); param_dtype: parameter dtype.
+    Call:
+      ``layer(x)`` with x ``(B, T, H, W, C_in)`` -> spikes ``(B, T, H//pool, W//pool, C_out)``. With
+      ``return_v=True`` also the membrane trace. When the layer's ``record`` attribute is True it sows per-sample spike
+      counts as the ``nnx.Intermediate`` ``activity`` (see :func:`_sow_activity`).
+    Raises:
+      ValueError: x not rank 5, or with a channel count other than ``in_features``.
+    Source: ``MA_SNN/module/LIF_Module.py`` ``ConvAttLIF``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        T: int,
+        neuron,
+        kernel_size: int = 3,
+        padding: int = 1,
+        pool: int = 1,
+        attention: str = "no",
+        placement: str = "input",
+        c_ratio: int = 8,
+        t_ratio: int = 5,
+        sa_kernel: int = 3,
+        channel_attention: str = "cbam",
+        spatial_attention: str = "cbam",
+        bn_momentum: float = 0.9,
+        checkpoint: bool = False,
+        unroll: int = 1,
+        dtype=None,
+        param_dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        fan_in = in_features * kernel_size * kernel_size
+        self.in_features, self.out_features, self.pool = in_features, out_features, pool
+        self.conv = nnx.Conv(
+            in_features,
+            out_features,
+            (kernel_size, kernel_size),
+            padding=((padding, padding), (padding, padding)),
+            use_bias=True,
+            kernel_init=torch_default_init(fan_in),
+            bias_init=torch_default_init(fan_in),
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
+        self.bn = nnx.BatchNorm(
+            out_features, momentum=bn_momentum, epsilon=1e-5, dtype=dtype, param_dtype=param_dtype, rngs=rngs
+        )
+        self.attention = attention_lib.MultiDimensionalAttention(
+            attention,
+            T,
+            out_features,
+            c_ratio=c_ratio,
+            t_ratio=t_ratio,
+            kernel_size=sa_kernel,
+            placement=placement,
+            channel=channel_attention,
+            spatial=spatial_attention,
+            rngs=rngs,
+            param_dtype=param_dtype,
+        )
+        self.placement = placement
+        self.neuron = SpikingNeuron(neuron, checkpoint=checkpoint, unroll=unroll, param_dtype=param_dtype)
+        self.record = False
+
+    def preactivation(self, x: jax.Array) -> jax.Array:
+        """Conv -> BN -> pool on the merged batch; ``(B, T, H, W, C_in)`` -> ``(B, T, H', W', C_out)``."""
+        if x.ndim != 5 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"ConvAttLIF expects (B, T, H, W, {self.in_features}) channels-last input, got shape {x.shape}"
+            )
+        b, t = x.shape[:2]
+        y = self.conv(x.reshape((b * t,) + x.shape[2:]))
+        y = self.bn(y)
+        if self.pool > 1:
+            y = nnx.avg_pool(y, (self.pool, self.pool), strides=(self.pool, self.pool))
+        return y.reshape((b, t) + y.shape[1:])
+
+    def __call__(self, x: jax.Array, *, return_v: bool = False):
+        y = self.preactivation(x)
+        if self.placement == "membrane":
+            y = self.attention.input_transform(y)
+            transform = self.attention.membrane_transform if self.attention.has_membrane_stage else None
+        else:
+            y = self.attention(y)
+            transform = None
+        out = self.neuron(y, transform=transform, return_v=return_v)
+        if self.record:
+            _sow_activity(self, out[0] if return_v else out)
+        return out
+
+
+class DenseAttLIF(nnx.Module):
+    """Linear (bias) -> BatchNorm1d over B·T -> TA (if the scheme has T) -> LIF, on ``(B, T, N_in)``.
+
+    Args: as :class:`ConvAttLIF` (``placement`` decides only whether TA is followed by the official ReLU); only the temporal part of ``attention`` is used (the official code gives fully
+    connected layers TA only, and only when the scheme contains 'T').
+    Call:
+      ``layer(x)`` with x ``(B, T, N_in)`` -> ``(B, T, N_out)``.
+    Raises:
+      ValueError: x not rank 3 or with ``N_in != in_features``.
+    Source: ``MA_SNN/module/LIF_Module.py`` ``AttLIF``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        T: int,
+        neuron,
+        attention: str = "no",
+        placement: str = "input",
+        t_ratio: int = 5,
+        bn_momentum: float = 0.9,
+        checkpoint: bool = False,
+        unroll: int = 1,
+        dtype=None,
+        param_dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        self.in_features, self.out_features = in_features, out_features
+        self.linear = nnx.Linear(
+            in_features,
+            out_features,
+            use_bias=True,
+            kernel_init=torch_default_init(in_features),
+            bias_init=torch_default_init(in_features),
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
+        self.bn = nnx.BatchNorm(
+            out_features, momentum=bn_momentum, epsilon=1e-5, dtype=dtype, param_dtype=param_dtype, rngs=rngs
+        )
+        scheme = "TA" if "T" in attention else "no"
+        self.attention = attention_lib.MultiDimensionalAttention(
+            scheme, T, out_features, t_ratio=t_ratio, placement=placement, fc=True, rngs=rngs,
+            param_dtype=param_dtype,
+        )
+        self.placement = placement
+        self.neuron = SpikingNeuron(neuron, checkpoint=checkpoint, unroll=unroll, param_dtype=param_dtype)
+        self.record = False
+
+    def preactivation(self, x: jax.Array) -> jax.Array:
+        """Linear -> BN on the merged batch; ``(B, T, N_in)`` -> ``(B, T, N_out)``."""
+        if x.ndim != 3 or x.shape[-1] != self.in_features:
+            raise ValueError(f"DenseAttLIF expects (B, T, {self.in_features}) input, got shape {x.shape}")
+        b, t = x.shape[:2]
+        y = self.bn(self.linear(x.reshape(b * t, -1)))
+        return y.reshape(b, t, -1)
+
+    def __call__(self, x: jax.Array, *, return_v: bool = False):
+        y = self.preactivation(x)
+        # TA only: on the whole sequence, with the official trailing ReLU in 'input' placement, without it in the
+        # paper's 'membrane' placement.
+        y = self.attention.input_transform(y) if self.placement == "membrane" else self.attention(y)
+        out = self.neuron(y, return_v=return_v)
+        if self.record:
+            _sow_activity(self, out[0] if return_v else out)
+        return out

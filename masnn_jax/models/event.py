@@ -1,0 +1,126 @@
+"""MA-SNN event networks (DVS128 Gesture, DVS128 Gait, CIFAR10-DVS) as the official code builds them.
+
+Source: ``MA_SNN/DVSGestures/CNN/Networks/Att_SNN.py``, ``MA_SNN/DVSGait/CNN/Networks/Att_SNN.py``,
+``MA_SNN/CIFAR10DVS/CNN/Networks/Att_SNN.py`` (and their LIAF variants: the same net with
+``neuron.mode_select='mem'``).
+
+Each network is a stack of :class:`~masnn_jax.layers.ConvAttLIF` layers (conv 3×3 pad 1 with bias -> BN -> AvgPool
+-> attention -> neuron) followed by :class:`~masnn_jax.layers.DenseAttLIF` layers (Linear -> BN -> TA -> neuron);
+the output is the mean over T of the last layer's spikes (or LIAF values).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from masnn_jax import layers as layers_lib
+
+__all__ = ["MASNN", "ARCHITECTURES"]
+
+#: Official layer plans: conv channels, pooling kernels, hidden FC sizes, input (H, W, C) and classes.
+ARCHITECTURES = {
+    "dvs_gesture": dict(channels=(64, 128, 128), pools=(1, 2, 2), fc=(256,), input_shape=(32, 32, 2), num_classes=11),
+    "dvs_gait": dict(
+        channels=(32, 64, 128, 256, 512), pools=(2, 2, 2, 2, 4), fc=(256,), input_shape=(128, 128, 2), num_classes=21
+    ),
+    "cifar10_dvs": dict(
+        channels=(32, 64, 128, 256, 512), pools=(2, 2, 2, 2, 4), fc=(256,), input_shape=(128, 128, 2), num_classes=10
+    ),
+}
+
+
+class MASNN(nnx.Module):
+    """A multi-dimensional-attention SNN for event frames.
+
+    Args:
+      input_shape: ``(H, W, C)`` of one frame (channels-last; C = 2 polarities for event data).
+      T: time steps.
+      num_classes: output size.
+      channels: conv output channels, one entry per conv layer.
+      pools: average-pooling kernel per conv layer (1 = none); H and W must be divisible by their product.
+      fc: hidden fully connected sizes (the classifier layer of ``num_classes`` is appended).
+      neuron: :class:`~masnn_jax.neurons.LIFParams` or PLIF kwargs (see :func:`masnn_jax.layers.neuron_from_config`).
+      attention, placement, c_ratio, t_ratio, sa_kernel, channel_attention, spatial_attention: as
+        :class:`~masnn_jax.layers.ConvAttLIF`.
+      checkpoint, unroll: neuron scan options; dtype / param_dtype: computation / parameter dtypes.
+      rngs: ``nnx.Rngs`` for initialisation.
+    Call:
+      ``model(x)`` with ``x`` float ``(B, T, H, W, C)`` -> ``(B, num_classes)``: time-averaged output of the last
+      layer (firing rates in [0, 1] for spiking neurons). ``model.train()`` / ``model.eval()`` switch BatchNorm
+      between batch statistics and running averages.
+    Raises:
+      ValueError: sizes that do not divide, ``len(pools) != len(channels)``, input of the wrong shape.
+    """
+
+    def __init__(
+        self,
+        *,
+        input_shape: Sequence[int],
+        T: int,
+        num_classes: int,
+        channels: Sequence[int],
+        pools: Sequence[int],
+        fc: Sequence[int],
+        neuron,
+        attention: str = "no",
+        placement: str = "input",
+        c_ratio: int = 8,
+        t_ratio: int = 5,
+        sa_kernel: int = 3,
+        channel_attention: str = "cbam",
+        spatial_attention: str = "cbam",
+        checkpoint: bool = False,
+        unroll: int = 1,
+        dtype=None,
+        param_dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        h, w, c_in = (int(v) for v in input_shape)
+        if len(pools) != len(channels):
+            raise ValueError(f"model.pools has {len(pools)} entries but model.channels has {len(channels)}")
+        total_pool = math.prod(pools)
+        if h % total_pool or w % total_pool:
+            raise ValueError(f"model.input_shape {tuple(input_shape)}: H and W must be divisible by prod(pools)={total_pool}")
+        self.input_shape, self.T, self.num_classes = (h, w, c_in), int(T), int(num_classes)
+        self.dtype = dtype
+        common = dict(
+            T=self.T, neuron=neuron, checkpoint=checkpoint, unroll=unroll, dtype=dtype, param_dtype=param_dtype,
+            rngs=rngs, attention=attention, placement=placement, t_ratio=t_ratio,
+        )
+        convs = []
+        for c_out, pool in zip(channels, pools):
+            convs.append(
+                layers_lib.ConvAttLIF(
+                    c_in, c_out, pool=pool, c_ratio=c_ratio, sa_kernel=sa_kernel,
+                    channel_attention=channel_attention, spatial_attention=spatial_attention, **common,
+                )
+            )
+            c_in, h, w = c_out, h // pool, w // pool
+        self.convs = nnx.List(convs)
+        sizes = [c_in * h * w, *fc, self.num_classes]
+        self.fcs = nnx.List([layers_lib.DenseAttLIF(a, b, **common) for a, b in zip(sizes[:-1], sizes[1:])])
+
+    @property
+    def spiking_layers(self) -> list[nnx.Module]:
+        """All spiking layers in order (convs then dense)."""
+        return [*self.convs, *self.fcs]
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if x.ndim != 5 or tuple(x.shape[2:]) != self.input_shape or x.shape[1] != self.T:
+            raise ValueError(
+                f"MASNN expects input (B, T={self.T}, H, W, C={self.input_shape}) channels-last, got shape {x.shape}"
+            )
+        if self.dtype is not None:
+            x = x.astype(self.dtype)
+        for layer in self.convs:
+            x = layer(x)
+        b, t = x.shape[:2]
+        x = x.reshape(b, t, -1)  # flattened (H, W, C) — see masnn_jax.interop for the official (C, H, W) order
+        for layer in self.fcs:
+            x = layer(x)
+        return x.mean(axis=1)

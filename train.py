@@ -1,0 +1,48 @@
+"""Train or evaluate an MA-SNN: ``python train.py --config=configs/<name>.py --workdir=<dir> [--config.key=value]``.
+
+Defaults: ``--config=configs/digits_dvs.py`` (the event digits that ship with the install) and
+``--workdir=runs/<config name>``. Rerunning the same command on the same workdir resumes from its latest checkpoint;
+SIGTERM saves a checkpoint first. ``--mode=eval`` evaluates the latest checkpoint of ``--workdir``.
+Multi-host: pass ``--distributed`` to call ``jax.distributed.initialize()`` (cluster settings from the environment).
+"""
+
+import json
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "digits_dvs.py"),
+    "Training configuration file (ml_collections).", lock_config=True,
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config file name>).")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (resumes if possible) or eval a checkpoint.")
+_STEP = flags.DEFINE_integer("step", None, "With --mode=eval: the checkpoint step (default: latest).")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Initialise jax.distributed for multi-host runs.")
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    import jax
+
+    if _DISTRIBUTED.value:
+        jax.distributed.initialize()
+    from masnn_jax import training
+
+    config = _CONFIG.value
+    config_name = os.path.splitext(os.path.basename(flags.FLAGS["config"].config_filename))[0]
+    workdir = _WORKDIR.value or os.path.join("runs", config_name)
+    print(f"config {config_name}; workdir {os.path.abspath(workdir)}; devices {jax.device_count()} "
+          f"({jax.devices()[0].platform})", flush=True)
+    if _MODE.value == "eval":
+        result = training.evaluate_checkpoint(config, workdir, step=_STEP.value)
+    else:
+        result = training.train_and_evaluate(config, workdir, progress_bar=_PROGRESS.value)
+    print(json.dumps({k: v for k, v in result.items()}), flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
