@@ -80,6 +80,15 @@ def neuron_from_config(neuron_cfg: Any, surrogate_cfg: Any | None = None) -> neu
     raise ValueError(f"config.model.neuron.kind must be one of {_NEURON_KINDS}, got {kind!r}")
 
 
+def _batch_norm(features: int, momentum: float, dtype, param_dtype, rngs: nnx.Rngs) -> nnx.BatchNorm:
+    """``nnx.BatchNorm`` (eps 1e-5 as PyTorch) whose running statistics are kept in ``param_dtype`` too (Flax keeps
+    them in float32 otherwise, which would break float64 end-to-end computation)."""
+    bn = nnx.BatchNorm(features, momentum=momentum, epsilon=1e-5, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    bn.mean = nnx.BatchStat(bn.mean[...].astype(param_dtype))
+    bn.var = nnx.BatchStat(bn.var[...].astype(param_dtype))
+    return bn
+
+
 def _sow_activity(layer: nnx.Module, out: jax.Array) -> None:
     """Stores ``[[spike count, B-less element count]]`` per sample, shape ``(B, 2)`` float32, as the
     ``nnx.Intermediate`` ``activity`` (read by :func:`masnn_jax.training.network_firing_rate`)."""
@@ -182,9 +191,7 @@ class ConvAttLIF(nnx.Module):
             param_dtype=param_dtype,
             rngs=rngs,
         )
-        self.bn = nnx.BatchNorm(
-            out_features, momentum=bn_momentum, epsilon=1e-5, dtype=dtype, param_dtype=param_dtype, rngs=rngs
-        )
+        self.bn = _batch_norm(out_features, bn_momentum, dtype, param_dtype, rngs)
         self.attention = attention_lib.MultiDimensionalAttention(
             attention,
             T,
@@ -269,9 +276,7 @@ class DenseAttLIF(nnx.Module):
             param_dtype=param_dtype,
             rngs=rngs,
         )
-        self.bn = nnx.BatchNorm(
-            out_features, momentum=bn_momentum, epsilon=1e-5, dtype=dtype, param_dtype=param_dtype, rngs=rngs
-        )
+        self.bn = _batch_norm(out_features, bn_momentum, dtype, param_dtype, rngs)
         scheme = "TA" if "T" in attention else "no"
         self.attention = attention_lib.MultiDimensionalAttention(
             scheme, T, out_features, t_ratio=t_ratio, placement=placement, fc=True, rngs=rngs,
