@@ -50,6 +50,7 @@ __all__ = [
     "Trainer",
     "train_and_evaluate",
     "evaluate_checkpoint",
+    "save_model_checkpoint",
 ]
 
 
@@ -227,7 +228,7 @@ class Trainer:
 
     def _train_step_impl(self, state, frames, labels):
         def compute_loss(params):
-            model = nnx.merge(self.graphdef_train, params, state["rest"])
+            model = nnx.merge(self.graphdef_train, params, state["rest"], copy=True)
             _set_record(model, True)
             outputs = model(frames)
             intermediates = nnx.pop(model, nnx.Intermediate)
@@ -249,7 +250,7 @@ class Trainer:
         # frames: (B, n, T, H, W, C) — n windows per recording; a recording counts as correct when more than half
         # of its windows are classified correctly (official test procedure).
         b, n = frames.shape[:2]
-        model = nnx.merge(self.graphdef_eval, state["params"], state["rest"])
+        model = nnx.merge(self.graphdef_eval, state["params"], state["rest"], copy=True)
         _set_record(model, True)
         outputs = model(frames.reshape((b * n,) + frames.shape[2:]))
         inter = nnx.pop(model, nnx.Intermediate)
@@ -481,6 +482,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, devic
             signal.signal(signal.SIGTERM, previous)
         writer.close()
         manager.close()
+
+
+def save_model_checkpoint(model: nnx.Module, config: ml_collections.ConfigDict, workdir: str) -> str:
+    """Writes ``model``'s weights as step 0 of ``<workdir>/checkpoints`` in the layout ``train.py`` uses (parameters,
+    BatchNorm statistics, a fresh optimiser state from ``config.train``), so that ``train.py --mode=eval`` (or a
+    fine-tuning run) loads it. Used by the official-weights converter.
+
+    Returns the checkpoint directory. Raises FileExistsError when ``workdir`` already holds checkpoints (nothing is
+    overwritten).
+    """
+    ckpt_dir = os.path.join(os.path.abspath(workdir), "checkpoints")
+    if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
+        raise FileExistsError(f"{ckpt_dir} already holds checkpoints; choose an empty --out directory")
+    _, params, rest = nnx.split(model, nnx.Param, ...)
+    tx = make_optimizer(config.train, steps_per_epoch=1)
+    state = {"params": params, "rest": rest, "opt_state": tx.init(params)}
+    manager = _checkpoint_manager(workdir, int(config.train.get("max_to_keep", 3)))
+    try:
+        meta = dataclasses.asdict(_Progress()) | {"config": config.to_json()}
+        manager.save(0, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+        manager.wait_until_finished()
+    finally:
+        manager.close()
+    return ckpt_dir
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = None, devices=None) -> dict:
