@@ -196,7 +196,7 @@ def lif(
     if x.ndim < 2:
         raise ValueError(f"lif expects x of shape (B, T, ...), got shape {x.shape}")
     if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(f"lif expects a floating input, got dtype {x.dtype}")
+        raise ValueError(f"lif expects a floating x, got dtype {x.dtype}")
     xs = jnp.moveaxis(x, time_axis, 0)
     if h0 is None:
         h0 = jnp.broadcast_to(jnp.asarray(p.v_init, x.dtype), xs.shape[1:])
@@ -393,14 +393,16 @@ class PLIF(nnx.Module):
             raise ValueError(f"PLIF init_tau must be > 1, got {init_tau}")
         w0 = -jnp.log(jnp.asarray(init_tau - 1.0, param_dtype))
         self.w = nnx.Param(jnp.full(shape, w0, param_dtype))
-        self.template = spikingjelly_lif(
+        # nnx.data: the template may hold arrays (a surrogate with an array hyper-parameter), which Flax >= 0.12
+        # refuses in a static attribute. Older Flax has no nnx.data and no such check.
+        self.template = getattr(nnx, "data", lambda v: v)(spikingjelly_lif(
             2.0,
             decay_input=decay_input,
             v_threshold=v_threshold,
             v_reset=v_reset,
             detach_reset=detach_reset,
             surrogate=surrogate,
-        )
+        ))
         self.decay_input = decay_input
 
     def params(self) -> LIFParams:

@@ -30,10 +30,11 @@ def _x64_enabled():
 @pytest.fixture
 def x64():
     """Turns on ``jax_enable_x64`` for one test and restores the previous setting afterwards."""
+    before = jax.numpy.zeros(()).dtype
     with _x64_enabled():
         assert jax.numpy.zeros(()).dtype == np.float64
         yield
-    assert jax.numpy.zeros(()).dtype == np.float32
+    assert jax.numpy.zeros(()).dtype == before
 
 
 @pytest.fixture
