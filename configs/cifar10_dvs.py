@@ -9,10 +9,8 @@ from masnn_jax.config import base_config
 
 
 def get_config():
-    config = base_config(arch="cifar10_dvs", T=20, attention="TCSA", c_ratio=8, t_ratio=2, a=1.0)
+    config = base_config(dataset="cifar10_dvs", arch="cifar10_dvs", T=20, attention="TCSA", c_ratio=8, t_ratio=2, a=1.0)
     d = config.data
-    d.name = "cifar10_dvs"
-    d.root = None
     d.dt_ms = 10
     d.ds = 1
     d.n_test_windows = 10

@@ -9,13 +9,10 @@ from masnn_jax.config import base_config
 
 
 def get_config():
-    config = base_config(arch="dvs_gait", T=8, attention="TCSA", c_ratio=8, t_ratio=2, a=0.5)
+    config = base_config(dataset="dvs_gait", arch="dvs_gait", T=8, attention="TCSA", c_ratio=8, t_ratio=2, a=0.5)
     d = config.data
-    d.name = "dvs_gait"
-    d.root = None
     d.dt_ms = 500
     d.ds = 1
-    d.n_test_windows = 10
     d.seed = 0
     d.gait_lighting = "day"
     config.train.learning_rate = 1e-3

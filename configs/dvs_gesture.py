@@ -9,15 +9,13 @@ from masnn_jax.config import base_config
 
 
 def get_config():
-    config = base_config(arch="dvs_gesture", T=60, attention="TCSA", c_ratio=8, t_ratio=5, a=0.5)
+    config = base_config(dataset="dvs_gesture", arch="dvs_gesture", T=60, attention="TCSA", c_ratio=8, t_ratio=5, a=0.5)
     d = config.data
-    d.name = "dvs_gesture"
-    d.root = None
     d.dt_ms = 25
     d.ds = 4
     d.n_test_windows = 10
     d.seed = 0
-    d.gesture_layout = "ibm"  # 'ibm': DvsGesture.tar.gz contents (official 1176/288 split); 'tonic': tonic's layout
+    d.gesture_layout = "auto"  # 'ibm': DvsGesture.tar.gz contents (official 1176/288 split); 'tonic': tonic's npy
     config.train.learning_rate = 1e-4
     config.train.num_epochs = 300
     return config

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ml_collections
 
+from masnn_jax.data import default_data_config
 
-def base_config(*, arch: str | None, T: int, attention: str = "TCSA", c_ratio: int = 8, t_ratio: int = 5,
-                a: float = 0.5) -> ml_collections.ConfigDict:
+
+def base_config(*, arch: str | None, T: int, dataset: str = "digits_dvs", attention: str = "TCSA",
+                c_ratio: int = 8, t_ratio: int = 5, a: float = 0.5) -> ml_collections.ConfigDict:
     """The official MA-SNN event recipe (``MA_SNN/*/CNN/Config.py``): official neuron (Vthres 0.3, alpha 0.3,
     beta 0) with a rectangle surrogate of width ``a``; Adam (betas 0.9/0.999, eps 1e-8, no weight decay) with
     ReduceLROnPlateau(0.1, patience 5) on the training loss; MSE between firing rates and one-hot labels.
@@ -19,6 +21,8 @@ def base_config(*, arch: str | None, T: int, attention: str = "TCSA", c_ratio: i
     Args:
       arch: the official layer plan ('dvs_gesture', 'dvs_gait', 'cifar10_dvs') or None (give the sizes yourself).
       T: time steps (shared by ``model.T`` and ``data.T``).
+      dataset: ``config.data.name``; ``config.data`` gets every key of that dataset with its defaults
+        (:func:`masnn_jax.data.default_data_config`), so any of them can be set with ``--config.data.<key>=``.
       attention, c_ratio, t_ratio: attention scheme and reduction ratios.
       a: the rectangle surrogate's width (official ``a``).
     """
@@ -47,7 +51,7 @@ def base_config(*, arch: str | None, T: int, attention: str = "TCSA", c_ratio: i
     m.dtype = ml_collections.FieldReference(None, field_type=str)
     m.param_dtype = "float32"
 
-    config.data = ml_collections.ConfigDict()
+    config.data = default_data_config(dataset)
     config.data.T = t_ref
 
     config.train = ml_collections.ConfigDict()

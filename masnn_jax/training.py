@@ -51,6 +51,7 @@ __all__ = [
     "train_and_evaluate",
     "evaluate_checkpoint",
     "save_model_checkpoint",
+    "load_model",
 ]
 
 
@@ -506,6 +507,44 @@ def save_model_checkpoint(model: nnx.Module, config: ml_collections.ConfigDict, 
     finally:
         manager.close()
     return ckpt_dir
+
+
+def load_model(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = None) -> tuple[nnx.Module, dict]:
+    """Builds the model of ``config`` and loads the latest (or ``step``) checkpoint of ``<workdir>/checkpoints``.
+
+    Returns ``(model, meta)``: the model in eval mode with the checkpoint's parameters and BatchNorm statistics,
+    and the checkpoint's metadata (``step``, ``epoch``, ``batch``, ``config`` as JSON).
+    Raises:
+      FileNotFoundError: no checkpoint there. ValueError: a checkpoint that does not fit the model.
+    """
+    ckpt_dir = os.path.join(os.path.abspath(workdir), "checkpoints")
+    if not os.path.isdir(ckpt_dir):
+        raise FileNotFoundError(f"no checkpoints in {ckpt_dir}: train first, or pass the --workdir of a trained run")
+    model = models.build(config.model, rngs=nnx.Rngs(int(config.seed)))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    tx = make_optimizer(config.train, steps_per_epoch=1)
+    abstract = jax.eval_shape(lambda: {"params": params, "rest": rest, "opt_state": tx.init(params)})
+    manager = _checkpoint_manager(workdir, 3, create=False)
+    try:
+        step = manager.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint found in {ckpt_dir}")
+        try:
+            restored = manager.restore(
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
+            )
+        except FileNotFoundError:
+            raise
+        except Exception as e:
+            raise ValueError(
+                f"cannot restore checkpoint {ckpt_dir}/{step} into the model built from this config "
+                f"(was it written with another config.model?): {type(e).__name__}: {e}"
+            ) from e
+    finally:
+        manager.close()
+    model = nnx.merge(graphdef, restored["state"]["params"], restored["state"]["rest"])
+    model.eval()
+    return model, restored["meta"]
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = None, devices=None) -> dict:

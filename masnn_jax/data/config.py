@@ -1,0 +1,194 @@
+"""Config-driven construction of datasets: :func:`build` and :func:`default_data_config`.
+
+``config.data`` keys (an ``ml_collections.ConfigDict`` or a plain dict):
+
+======================== ========== =============================================================
+key                      default    meaning
+======================== ========== =============================================================
+name                     digits_dvs 'digits_dvs' | 'dvs_gesture' | 'dvs_gait' | 'cifar10_dvs'
+root                     None       local dataset folder; required for every name but digits_dvs
+T                        per name   time bins per window (digits 8, gesture 60, gait 8, cifar 20)
+dt_ms                    per name   bin length, ms (digits 25, gesture 25, gait 500, cifar 10)
+ds                       per name   spatial downsampling (digits 2, gesture 4, gait 1, cifar 1)
+n_test_windows           per name   windows per test sample (digits 1, gesture 10, gait 1,
+                                    cifar 10)
+seed                     0          split (digits), random training windows, emulator noise
+train_random_window      per name   random training window (gesture/cifar True, gait False;
+                                    digits: always one fixed window)
+cache_events             False      keep every recording's events in memory after first use
+gesture_layout           'auto'     'tonic' | 'ibm' | 'auto' (see DVSGestureDataset)
+gait_lighting            'day'      'day' | 'night'
+cifar_layout             'auto'     'mat' | 'aedat' | 'auto'
+cifar_train_fraction     0.9        per-class fraction of CIFAR10-DVS files used for training
+digits_test_fraction     0.2        stratified test fraction of the 1,797 digits
+digits_sensor_size       32         sensor side (int) or (H, W)
+digits_scale             3.0        sensor pixels per digit pixel (8x8 -> 24x24)
+digits_saccade_amplitude 1.0        saccade triangle size (px, see DigitsDVS)
+digits_time_step_us      2000       emulator sampling step (µs)
+digits_contrast_threshold 0.2       DVS contrast threshold (log units)
+digits_refractory_us     0          refractory period (µs)
+digits_log_eps           0.1        intensity offset inside the log
+digits_threshold_sigma   0.0        per-pixel threshold mismatch (std, log units)
+digits_noise_rate_hz     0.0        background noise events per pixel per second
+======================== ========== =============================================================
+
+``None`` (or a missing key) means the default for the chosen name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from masnn_jax.data.datasets import (
+    CIFAR10DVSDataset,
+    DigitsDVS,
+    DVSGaitDataset,
+    DVSGestureDataset,
+    EventFrameDataset,
+)
+
+__all__ = ["DATASET_NAMES", "DATASET_DEFAULTS", "COMMON_KEYS", "SPECIFIC_KEYS",
+           "default_data_config", "build"]
+
+DATASET_NAMES = ("digits_dvs", "dvs_gesture", "dvs_gait", "cifar10_dvs")
+
+#: Per-dataset framing defaults (official MA-SNN configs for the real datasets).
+DATASET_DEFAULTS = {
+    "digits_dvs": dict(T=8, dt_ms=25.0, ds=2, n_test_windows=1, train_random_window=False),
+    "dvs_gesture": dict(T=60, dt_ms=25.0, ds=4, n_test_windows=10, train_random_window=True),
+    "dvs_gait": dict(T=8, dt_ms=500.0, ds=1, n_test_windows=1, train_random_window=False),
+    "cifar10_dvs": dict(T=20, dt_ms=10.0, ds=1, n_test_windows=10, train_random_window=True),
+}
+
+COMMON_KEYS = dict(name="digits_dvs", root=None, T=None, dt_ms=None, ds=None,
+                   n_test_windows=None, seed=0, train_random_window=None, cache_events=False)
+
+SPECIFIC_KEYS = dict(
+    gesture_layout="auto",
+    gait_lighting="day",
+    cifar_layout="auto",
+    cifar_train_fraction=0.9,
+    digits_test_fraction=0.2,
+    digits_sensor_size=32,
+    digits_scale=3.0,
+    digits_saccade_amplitude=1.0,
+    digits_time_step_us=2000,
+    digits_contrast_threshold=0.2,
+    digits_refractory_us=0,
+    digits_log_eps=0.1,
+    digits_threshold_sigma=0.0,
+    digits_noise_rate_hz=0.0,
+)
+
+
+def default_data_config(name: str = "digits_dvs"):
+    """An ``ml_collections.ConfigDict`` with every key of ``config.data`` set for ``name``.
+
+    ``root`` is ``None`` (a placeholder accepting a str); the framing keys hold the dataset's
+    defaults (:data:`DATASET_DEFAULTS`).
+
+    Raises:
+      ValueError: unknown ``name``.
+    """
+    import ml_collections
+    from ml_collections import config_dict
+
+    if name not in DATASET_NAMES:
+        raise ValueError(f"config.data.name must be one of {DATASET_NAMES}, got {name!r}")
+    d = dict(COMMON_KEYS)
+    d.update(SPECIFIC_KEYS)
+    d.update(DATASET_DEFAULTS[name])
+    d["name"] = name
+    d["root"] = config_dict.placeholder(str)
+    return ml_collections.ConfigDict(d)
+
+
+def _as_dict(cfg) -> dict:
+    if isinstance(cfg, Mapping):
+        return dict(cfg)
+    if hasattr(cfg, "to_dict"):  # ml_collections.ConfigDict / FrozenConfigDict
+        return {k: cfg[k] for k in cfg.keys()}
+    raise TypeError(f"data_config must be an ml_collections.ConfigDict or a dict, got {type(cfg).__name__}")
+
+
+def _int(cfg: dict, key: str, *, positive: bool = True, allow_zero: bool = False) -> int:
+    v = cfg[key]
+    ok = not isinstance(v, bool) and (isinstance(v, int) or (isinstance(v, float) and v.is_integer()))
+    if ok:
+        v = int(v)
+        ok = v > 0 or (allow_zero and v == 0) or not positive
+    if not ok:
+        raise ValueError(f"config.data.{key} must be a positive integer, got {cfg[key]!r}")
+    return v
+
+
+def build(data_config, split: str) -> EventFrameDataset:
+    """Builds the dataset described by ``data_config`` (``config.data``) for ``split``.
+
+    Args:
+      data_config: ``ml_collections.ConfigDict`` (or dict) with the keys in this module's
+        docstring; missing keys take their defaults.
+      split: 'train' or 'test'.
+
+    Returns:
+      an :class:`EventFrameDataset` (``num_classes``, ``frame_shape``, ``item_shape``, ``split``).
+
+    Raises:
+      ValueError: unknown ``name`` or key, bad value (naming ``config.data.<key>``), missing
+        ``root`` for a real dataset (naming ``config.data.root``), bad split.
+      DatasetNotFoundError / FileNotFoundError / DataFormatError: missing or corrupt data
+        (naming the path and the expected layout).
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    cfg = _as_dict(data_config)
+    unknown = sorted(set(cfg) - set(COMMON_KEYS) - set(SPECIFIC_KEYS))
+    if unknown:
+        raise ValueError(
+            f"config.data has unknown key(s) {unknown}; known keys: "
+            f"{sorted(set(COMMON_KEYS) | set(SPECIFIC_KEYS))}"
+        )
+    name = cfg.get("name", COMMON_KEYS["name"])
+    if name not in DATASET_NAMES:
+        raise ValueError(f"config.data.name must be one of {DATASET_NAMES}, got {name!r}")
+    full = dict(COMMON_KEYS)
+    full.update(SPECIFIC_KEYS)
+    full.update(DATASET_DEFAULTS[name])
+    full.update({k: v for k, v in cfg.items() if v is not None})
+    try:
+        dt_ms = float(full["dt_ms"])
+    except (TypeError, ValueError):
+        raise ValueError(f"config.data.dt_ms must be a positive number, got {full['dt_ms']!r}") from None
+    if not dt_ms > 0:
+        raise ValueError(f"config.data.dt_ms must be a positive number, got {full['dt_ms']!r}")
+    common = dict(T=_int(full, "T"), dt_ms=dt_ms, ds=_int(full, "ds"),
+                  n_test_windows=_int(full, "n_test_windows"),
+                  seed=_int(full, "seed", positive=False))
+    random_window = bool(full["train_random_window"])
+    cache_events = bool(full["cache_events"])
+
+    if name == "digits_dvs":
+        side = full["digits_sensor_size"]
+        sensor = (int(side), int(side)) if isinstance(side, (int, float)) else tuple(int(s) for s in side)
+        return DigitsDVS(
+            split, test_fraction=float(full["digits_test_fraction"]), sensor_size=sensor,
+            scale=float(full["digits_scale"]),
+            saccade_amplitude=float(full["digits_saccade_amplitude"]),
+            time_step_us=_int(full, "digits_time_step_us"),
+            contrast_threshold=float(full["digits_contrast_threshold"]),
+            refractory_us=_int(full, "digits_refractory_us", allow_zero=True),
+            log_eps=float(full["digits_log_eps"]),
+            threshold_sigma=float(full["digits_threshold_sigma"]),
+            noise_rate_hz=float(full["digits_noise_rate_hz"]),
+            **common,
+        )
+    root = full["root"]
+    if name == "dvs_gesture":
+        return DVSGestureDataset(root, split, layout=str(full["gesture_layout"]),
+                                 random_window=random_window, cache_events=cache_events, **common)
+    if name == "dvs_gait":
+        return DVSGaitDataset(root, split, lighting=str(full["gait_lighting"]),
+                              random_window=random_window, cache_events=cache_events, **common)
+    return CIFAR10DVSDataset(root, split, layout=str(full["cifar_layout"]),
+                             train_fraction=float(full["cifar_train_fraction"]),
+                             random_window=random_window, cache_events=cache_events, **common)
