@@ -171,6 +171,8 @@ class _Progress:
     epoch: int = 0  # epoch being run (0-based)
     batch: int = 0  # next batch within that epoch
     step: int = 0  # optimiser steps done
+    # running sums of this epoch's training metrics (so that a resumed epoch reports what an uninterrupted one does)
+    sums: dict = dataclasses.field(default_factory=lambda: {"loss": 0.0, "accuracy": 0.0, "firing_rate": 0.0, "n": 0})
 
 
 class Trainer:
@@ -361,6 +363,8 @@ def _restore(manager: ocp.CheckpointManager, trainer: Trainer, step: int | None 
     trainer.state = restored["state"]
     meta = restored["meta"]
     trainer.progress = _Progress(epoch=int(meta["epoch"]), batch=int(meta["batch"]), step=int(meta["step"]))
+    if "sums" in meta:
+        trainer.progress.sums = dict(meta["sums"])
     return True
 
 
@@ -434,8 +438,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, devic
             epoch = trainer.progress.epoch
             start = trainer.progress.batch
             t0 = time.time()
-            sums = {"loss": 0.0, "accuracy": 0.0, "firing_rate": 0.0}
-            n = 0
+            sums = trainer.progress.sums
             bar = tqdm(total=trainer.steps_per_epoch, initial=start, desc=f"epoch {epoch + 1}/{num_epochs}",
                        disable=not progress_bar, leave=False, dynamic_ncols=True)
             for batch in trainer._train_batches(epoch, start):
@@ -444,8 +447,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, devic
                 trainer.state, metrics = trainer._train_step(trainer.state, frames, labels)
                 trainer.progress.batch += 1
                 trainer.progress.step += 1
-                n += 1
-                for key in sums:
+                sums["n"] += 1
+                for key in ("loss", "accuracy", "firing_rate"):
                     sums[key] += float(metrics[key])
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(metrics['loss']):.4f}", acc=f"{float(metrics['accuracy']):.3f}")
@@ -461,6 +464,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, devic
                 return {"stopped": True, **last_eval}
             trainer.progress.epoch += 1
             trainer.progress.batch = 0
+            n = sums.pop("n")
+            trainer.progress.sums = {"loss": 0.0, "accuracy": 0.0, "firing_rate": 0.0, "n": 0}
             seconds = time.time() - t0
             lr = current_lr(tc, trainer.state["opt_state"], trainer.progress.step, trainer.steps_per_epoch)
             if n:

@@ -1,0 +1,255 @@
+"""train.py end to end on a tiny digits config: determinism, SIGKILL/SIGTERM resume, eval mode, 8-device parity."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A tiny model on the embedded digits: 16x16x2 frames, T=4, one conv layer and one hidden FC layer.
+TINY = [
+    "--config.model.T=4",
+    "--config.model.t_ratio=2",
+    "--config.model.c_ratio=2",
+    "--config.model.channels=(8,)",
+    "--config.model.pools=(2,)",
+    "--config.model.fc=(16,)",
+    "--config.train.batch_size=64",
+    "--config.train.eval_batch_size=120",
+    "--config.train.learning_rate=0.005",
+]
+
+
+def _env(devices: int = 1) -> dict:
+    env = dict(os.environ)
+    env["JAX_PLATFORMS"] = "cpu"
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env.pop("JAX_NUM_CPU_DEVICES", None)
+    return env
+
+
+def _train_cmd(workdir, *extra):
+    return [sys.executable, os.path.join(ROOT, "train.py"), f"--workdir={workdir}", "--noprogress", *TINY, *extra]
+
+
+def _run(cmd, **kw):
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600, **kw)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def _metrics(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    for row in rows:
+        row.pop("seconds")
+    return rows
+
+
+def _final_params(workdir):
+    sys.path.insert(0, ROOT)
+    import jax
+    from flax import nnx
+    from masnn_jax import training
+
+    config = _load_config(workdir)
+    model, meta = training.load_model(config, workdir)
+    return meta["step"], [np.asarray(x) for x in jax.tree_util.tree_leaves(nnx.state(model))]
+
+
+def _load_config(workdir):
+    """The digits config with the TINY overrides applied, as train.py builds it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("digits_dvs", os.path.join(ROOT, "configs", "digits_dvs.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    config.model.T, config.model.t_ratio, config.model.c_ratio = 4, 2, 2
+    config.model.channels, config.model.pools, config.model.fc = (8,), (2,), (16,)
+    config.train.batch_size, config.train.eval_batch_size, config.train.learning_rate = 64, 120, 0.005
+    return config
+
+
+def _latest(workdir):
+    steps = [d for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()]
+    return str(max(int(s) for s in steps))
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """Two uninterrupted epochs, checkpointing every 5 steps."""
+    workdir = str(tmp_path_factory.mktemp("reference"))
+    proc = _run(_train_cmd(workdir, "--config.train.num_epochs=2", "--config.train.checkpoint_every_steps=5"))
+    return workdir, proc.stdout
+
+
+def test_main_job_writes_metrics_and_checkpoints(reference_run):
+    workdir, stdout = reference_run
+    rows = _metrics(workdir)
+    assert [(r["epoch"], r["split"]) for r in rows] == [(1, "train"), (1, "test"), (2, "train"), (2, "test")]
+    for row in rows:
+        assert set(row) >= {"step", "epoch", "split", "loss", "accuracy", "firing_rate", "lr"}
+        assert 0 < row["firing_rate"] < 1 and 0 <= row["accuracy"] <= 1
+    # 1,437 training digits in batches of 64 (remainder dropped): 22 steps per epoch.
+    assert rows[-1]["step"] == 44
+    assert rows[-1]["accuracy"] > 0.3  # 10 classes: well above chance after two epochs (44 % measured)
+    assert rows[2]["loss"] < rows[0]["loss"]
+    assert os.listdir(os.path.join(workdir, "tensorboard"))
+    final = json.loads(stdout.strip().splitlines()[-1])
+    assert final["accuracy"] == rows[-1]["accuracy"]
+
+
+def test_same_config_and_seed_give_the_same_metrics(reference_run, tmp_path):
+    workdir, _ = reference_run
+    _run(_train_cmd(str(tmp_path), "--config.train.num_epochs=2", "--config.train.checkpoint_every_steps=5"))
+    assert _metrics(str(tmp_path)) == _metrics(workdir)
+
+
+def test_sigkill_then_resume_ends_with_the_same_parameters(reference_run, tmp_path):
+    workdir, _ = reference_run
+    killed = str(tmp_path)
+    proc = subprocess.Popen(
+        _train_cmd(killed, "--config.train.num_epochs=2", "--config.train.checkpoint_every_steps=5"),
+        cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    ckpt = os.path.join(killed, "checkpoints")
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.isdir(ckpt) and any(d.isdigit() and int(d) >= 10 for d in os.listdir(ckpt)):
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    killed_at = int(_latest(killed))
+    assert 10 <= killed_at < 44
+    proc = _run(_train_cmd(killed, "--config.train.num_epochs=2", "--config.train.checkpoint_every_steps=5"))
+    assert f"Resuming from" in proc.stdout
+    step_a, params_a = _final_params(workdir)
+    step_b, params_b = _final_params(killed)
+    assert step_a == step_b == 44
+    for a, b in zip(params_a, params_b):
+        np.testing.assert_array_equal(a, b)
+    assert _metrics(killed) == _metrics(workdir)
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_finishes(tmp_path):
+    workdir = str(tmp_path)
+    proc = subprocess.Popen(
+        _train_cmd(workdir, "--config.train.num_epochs=3"),
+        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    # wait until training runs (the first epoch's metrics line appears after its checkpoint)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(os.path.join(workdir, "metrics.jsonl")):
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert "SIGTERM: saved checkpoint at step" in out
+    saved = int(_latest(workdir))
+    assert 22 <= saved < 66
+    proc = _run(_train_cmd(workdir, "--config.train.num_epochs=3"))
+    assert f"Resuming from {os.path.join(workdir, 'checkpoints', str(saved))}" in proc.stdout
+    assert _metrics(workdir)[-1]["step"] == 66
+
+
+def test_eval_mode_reproduces_the_last_test_metrics(reference_run):
+    workdir, _ = reference_run
+    proc = _run([sys.executable, os.path.join(ROOT, "train.py"), f"--workdir={workdir}", "--mode=eval", *TINY])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    last = _metrics(workdir)[-1]
+    assert result["step"] == 44
+    assert result["accuracy"] == pytest.approx(last["accuracy"], abs=1e-12)
+    assert result["loss"] == pytest.approx(last["loss"], rel=1e-6)
+
+
+def test_eval_without_checkpoint_names_the_path(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "train.py"), f"--workdir={tmp_path}", "--mode=eval", *TINY],
+        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode != 0
+    assert os.path.join(str(tmp_path), "checkpoints") in proc.stderr
+
+
+def test_resume_with_a_different_model_is_refused_and_keeps_the_checkpoint(reference_run, tmp_path):
+    import shutil
+
+    workdir = str(tmp_path / "copy")
+    shutil.copytree(reference_run[0], workdir)
+    before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+    proc = subprocess.run(
+        _train_cmd(workdir, "--config.train.num_epochs=3", "--config.model.fc=(32,)"),
+        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "cannot restore checkpoint" in proc.stderr
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
+
+
+DATA_PARALLEL = textwrap.dedent(
+    """
+    import json, sys
+    import jax, numpy as np
+    sys.path.insert(0, {root!r})
+    from masnn_jax import training
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("cfg", {root!r} + "/configs/digits_dvs.py")
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    config = mod.get_config()
+    config.model.T = 4; config.model.t_ratio = 2; config.model.c_ratio = 2; config.model.channels = (8,); config.model.pools = (2,)
+    config.model.fc = (16,); config.train.batch_size = 16; config.train.eval_batch_size = 16
+    # plain SGD: parameter changes are proportional to the gradients (Adam's first steps are ~lr*sign(g), which turns
+    # float-rounding differences of near-zero gradients into lr-sized ones)
+    config.train.optimizer = "sgd"; config.train.momentum = 0.0; config.train.learning_rate = 0.5
+    assert jax.device_count() == 8, jax.devices()
+    out = {{}}
+    for n in (1, 8):
+        trainer = training.Trainer(config, "/tmp/unused", devices=jax.devices()[:n])
+        out["initial"] = dict(checksum=[float(np.abs(np.asarray(l, np.float64)).sum())
+                                        for l in jax.tree_util.tree_leaves(trainer.state["params"])])
+        batch = next(trainer._train_batches(0, 0))
+        frames = trainer._shard(batch["frames"]); labels = trainer._shard(batch["label"])
+        assert len(frames.sharding.device_set) == n
+        state, metrics = trainer._train_step(trainer.state, frames, labels)
+        state, metrics2 = trainer._train_step(state, frames, labels)
+        leaves = [np.asarray(x, np.float64) for x in jax.tree_util.tree_leaves(state["params"])]
+        out[n] = dict(loss=float(metrics["loss"]), loss2=float(metrics2["loss"]),
+                      checksum=[float(np.abs(l).sum()) for l in leaves])
+    print(json.dumps(out))
+    """
+)
+
+
+def test_data_parallel_step_on_8_cpu_devices_matches_1(tmp_path):
+    script = tmp_path / "dp.py"
+    script.write_text(DATA_PARALLEL.format(root=ROOT))
+    proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=_env(8), capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    one, eight = out["1"], out["8"]
+    assert eight["loss"] == pytest.approx(one["loss"], rel=1e-5)
+    assert eight["loss2"] == pytest.approx(one["loss2"], rel=1e-4)
+    np.testing.assert_allclose(eight["checksum"], one["checksum"], rtol=1e-5)
+    assert eight["checksum"] != out["initial"]["checksum"]  # the step changed the parameters
+
+
+def test_batch_not_divisible_by_devices_is_named(tmp_path):
+    script = tmp_path / "bad.py"
+    script.write_text(DATA_PARALLEL.format(root=ROOT).replace("config.train.batch_size = 16", "config.train.batch_size = 12"))
+    proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=_env(8), capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode != 0
+    assert "config.train.batch_size=12 must be divisible by the device count 8" in proc.stderr
