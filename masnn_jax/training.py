@@ -440,7 +440,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, devic
             t0 = time.time()
             sums = trainer.progress.sums
             bar = tqdm(total=trainer.steps_per_epoch, initial=start, desc=f"epoch {epoch + 1}/{num_epochs}",
-                       disable=not progress_bar, leave=False, dynamic_ncols=True)
+                       disable=None if progress_bar else True, leave=False, dynamic_ncols=True)
             for batch in trainer._train_batches(epoch, start):
                 frames = trainer._shard(np.asarray(batch["frames"]))
                 labels = trainer._shard(np.asarray(batch["label"], np.int32))
