@@ -272,7 +272,14 @@ class Trainer:
     # -- data --
 
     def _shard(self, array: np.ndarray) -> jax.Array:
-        return jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(array))
+        """Global batch (every process draws the same one: the order is a function of seed and epoch) -> a jax.Array
+        sharded over the mesh's 'data' axis; each process contributes its own contiguous slice of rows."""
+        array = np.asarray(array)
+        n_proc = jax.process_count()
+        if n_proc > 1:
+            per = array.shape[0] // n_proc
+            array = array[jax.process_index() * per:(jax.process_index() + 1) * per]
+        return jax.make_array_from_process_local_data(self.batch_sharding, array)
 
     def _train_batches(self, epoch: int, start_batch: int) -> Iterator[dict]:
         tc = self.config.train
@@ -376,6 +383,10 @@ class _MetricWriter:
 
     def __init__(self, workdir: str, resume_step: int | None):
         self.path = os.path.join(workdir, "metrics.jsonl")
+        self.enabled = jax.process_index() == 0  # one writer in multi-host runs
+        self.tb = None
+        if not self.enabled:
+            return
         if resume_step is not None and os.path.exists(self.path):
             # Rows past the checkpoint describe progress that the resumed run redoes: drop them (atomically).
             with open(self.path) as f:
@@ -396,6 +407,8 @@ class _MetricWriter:
         self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
     def write(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
         for key, value in row.items():
@@ -404,7 +417,8 @@ class _MetricWriter:
         self.tb.flush()
 
     def close(self) -> None:
-        self.tb.close()
+        if self.tb is not None:
+            self.tb.close()
 
 
 # --- entry points --------------------------------------------------------------------------------------------------
