@@ -1,0 +1,86 @@
+"""Converts official MA-SNN event-net weights into a masnn-jax checkpoint.
+
+Usage::
+
+    python -m masnn_jax.interop <official.pth> --config=configs/dvs_gesture.py --config.model.attention=TCSA \\
+        --out=<dir>
+
+``<official.pth>`` is what the official scripts save (``{'net': state_dict, 'acc': ..., 'epoch': ...}``, usually
+named ``*.t7``) or a bare state dict; ``module.`` prefixes are removed. The config must describe the network the
+weights were trained with (attention scheme, ``T``, ``t_ratio``, ``c_ratio``); a mismatch is reported key by key.
+The checkpoint goes to ``<dir>/checkpoints`` (step 0, the layout ``train.py`` writes), so that
+
+    python train.py --config=configs/dvs_gesture.py --config.model.attention=TCSA --workdir=<dir> --mode=eval
+
+evaluates it (or a training run fine-tunes it). A non-empty ``<dir>/checkpoints`` is never overwritten.
+Prints one JSON line: checkpoint directory, tensor and parameter counts, what the file says about itself
+(``acc``, ``epoch``) and whether converting back reproduces the file exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "masnn-jax config file (ml_collections) describing the official network.", lock_config=True
+)
+_OUT = flags.DEFINE_string("out", None, "Output run directory; the checkpoint goes to <out>/checkpoints.")
+_WEIGHTS_ONLY = flags.DEFINE_bool("weights_only", True, "torch.load(weights_only=...) for the official file.")
+
+
+def main(argv):
+    if len(argv) != 2:
+        raise app.UsageError("usage: python -m masnn_jax.interop <official.pth> --config=<config.py> --out=<dir>")
+    if _CONFIG.value is None:
+        raise app.UsageError("--config is required")
+    if not _OUT.value:
+        raise app.UsageError("--out is required")
+    path = argv[1]
+    ckpt_dir = os.path.join(os.path.abspath(_OUT.value), "checkpoints")
+    if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
+        raise app.UsageError(f"{ckpt_dir} already holds checkpoints; choose an empty --out directory")
+    if not os.path.exists(path):
+        raise app.UsageError(f"official checkpoint {path} does not exist")
+    logging.set_verbosity(logging.WARNING)  # orbax logs every step of a save at INFO
+    import numpy as np
+    import torch
+
+    from masnn_jax import interop, training
+
+    config = _CONFIG.value
+    raw = torch.load(path, map_location="cpu", weights_only=_WEIGHTS_ONLY.value)
+    meta = {}
+    if isinstance(raw, dict):
+        for key in ("acc", "epoch"):
+            value = raw.get(key)
+            if isinstance(value, (int, float)) or (hasattr(value, "item") and getattr(value, "ndim", 1) == 0):
+                meta[key] = float(value) if key == "acc" else int(value)
+    try:
+        state_dict = interop.load_official_state_dict(raw)
+        model = interop.from_official_torch(state_dict, config)
+    except ValueError as e:  # StateDictMismatchError lists every key with its shapes
+        sys.exit(f"error: {e}")
+    back = interop.to_official_torch(model, num_batches_tracked=False)
+    exact = all(
+        np.array_equal(np.asarray(state_dict[k], dtype=v.dtype), v) for k, v in back.items()
+    )
+    out = training.save_model_checkpoint(model, config, _OUT.value)
+    n_params = sum(int(np.prod(v.shape)) for k, v in back.items() if "running_" not in k)
+    print(json.dumps({
+        "checkpoint": out,
+        "tensors": len(back),
+        "parameters": n_params,
+        "official": meta,
+        "round_trip_exact": bool(exact),
+        "attention": config.model.attention,
+        "T": int(config.model.T),
+    }), flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
