@@ -228,9 +228,10 @@ def _compare(mda, config, frames, mode, seed, dtype, nets=None, jit=False):
     (pays off for the real-size net; the small ones run faster eagerly, reusing the op cache across schemes)."""
     tdt = torch.float64 if dtype == "float64" else torch.float32
     net = _reference(mda, config, seed, tdt)
-    model = interop.from_official_torch(net.state_dict(), config)
+    # frames="official": both nets see the same spatial order (see test_masnn_frames_are_the_transposed_official_ones)
+    model = interop.from_official_torch(net.state_dict(), config, frames="official")
     if nets is not None:
-        nets.update(torch=net, jax=model, before=interop.to_official_torch(model))
+        nets.update(torch=net, jax=model, before=interop.to_official_torch(model, frames="official"))
     getattr(net, mode)()
     getattr(model, mode)()
     with torch.no_grad():
@@ -263,7 +264,7 @@ def test_float64_parity_every_layer(sj_mda, rng, x64, scheme):
 def _check_running_statistics(nets, batch, T):
     """After one train-mode step the running statistics moved like PyTorch's (momentum 0.1 = Flax 0.9): the means
     agree; the variances differ only by PyTorch's unbiased batch variance (n/(n-1)) against Flax's biased one."""
-    old, new = nets["before"], interop.to_official_torch(nets["jax"])
+    old, new = nets["before"], interop.to_official_torch(nets["jax"], frames="official")
     sd = nets["torch"].state_dict()
     h, w, _ = SMALL["input_shape"]
     counts = {"convAttLIF0": batch * T * h * w, "convAttLIF1": batch * T * h * w, "FC0": batch * T, "FC1": batch * T}
@@ -306,7 +307,7 @@ def test_float64_gradients_match(sj_mda, rng, x64):
     frames = rng.uniform(0.0, 2.0, size=(3, 6, 2, 8, 8))
     weights = rng.normal(size=(3, 4))
     net = _reference(sj_mda, config, 7, torch.float64).train()
-    model = interop.from_official_torch(net.state_dict(), config)
+    model = interop.from_official_torch(net.state_dict(), config, frames="official")
     model.train()
     xt = torch.from_numpy(frames).requires_grad_(True)
     out_t, _ = net(xt)
@@ -319,7 +320,7 @@ def test_float64_gradients_match(sj_mda, rng, x64):
     grads, gx = nnx.jit(nnx.grad(loss, argnums=(0, 1)))(model, x)  # jit: eager grad compiles op by op (slow)
     gmodel = nnx.clone(model)
     nnx.update(gmodel, grads)
-    g_official = interop.to_official_torch(gmodel)
+    g_official = interop.to_official_torch(gmodel, frames="official")
     gx_t = np.transpose(xt.grad.numpy(), (0, 1, 3, 4, 2))
     assert np.abs(gx_t).max() > 1e-3
     np.testing.assert_allclose(np.asarray(gx), gx_t, rtol=1e-9, atol=1e-12)
@@ -429,10 +430,14 @@ def test_first_fc_rows_follow_the_flatten_order():
     """Official flatten is (C, H, W), masnn-jax's (H, W, C): the same feature map must give the same FC0 input."""
     config = _config("no", 6, plan=SMALL)
     sd = _numpy_sd(config, 4)
-    model = interop.from_official_torch(sd, config)
     fmap = np.random.default_rng(0).normal(size=(16, 8, 8))  # (C, H, W) of the last conv layer
     official = sd["FC0.linear.weight"].astype(np.float64) @ fmap.reshape(-1)
+    model = interop.from_official_torch(sd, config, frames="official")
     ours = fmap.transpose(1, 2, 0).reshape(-1) @ np.asarray(model.fcs[0].linear.kernel[...], np.float64)
+    np.testing.assert_allclose(ours, official, rtol=1e-6, atol=1e-8)
+    # frames="masnn": the official (C, H=x, W=y) map is masnn-jax's (y, x, C) map
+    model = interop.from_official_torch(sd, config)
+    ours = fmap.transpose(2, 1, 0).reshape(-1) @ np.asarray(model.fcs[0].linear.kernel[...], np.float64)
     np.testing.assert_allclose(ours, official, rtol=1e-6, atol=1e-8)
 
 
@@ -590,3 +595,26 @@ def test_converted_checkpoint_evaluates_with_train_py(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["step"] == 0 and 0.0 <= float(result.get("accuracy", result.get("acc", 0.0))) <= 1.0
+
+
+def test_masnn_frames_are_the_transposed_official_ones():
+    """frames='masnn' (default): the model fed masnn-jax frames (H = y) computes what the official network computes
+    on its own frames (H = x, ``events_timeslices.py``): same outputs when the input's spatial axes are swapped."""
+    plan = dict(input_shape=(8, 8, 2), channels=(4, 8), pools=(1, 2), fc=(16,), num_classes=4)
+    config = _config("TCSA", 6, plan=plan, dtype="float64")
+    sd = _numpy_sd(config, 5)
+    with jax.enable_x64(True):
+        official = interop.from_official_torch(sd, config, frames="official")
+        masnn = interop.from_official_torch(sd, config)
+        official.eval()
+        masnn.eval()
+        x = np.random.default_rng(3).poisson(1.0, size=(2, 6, 8, 8, 2)).astype(np.float64)  # (B, T, x, y, C): official spatial order
+        y_official = np.asarray(official(jnp.asarray(x)))
+        y_masnn = np.asarray(masnn(jnp.asarray(np.swapaxes(x, 2, 3))))  # (B, T, y, x, C)
+        assert 0 < y_official.mean() < 1
+        np.testing.assert_allclose(y_masnn, y_official, rtol=0, atol=1e-12)
+        # and the way back restores the official orientation
+        back = interop.to_official_torch(masnn)
+        for name, value in sd.items():
+            if name in back:
+                np.testing.assert_array_equal(back[name], np.asarray(value, back[name].dtype), err_msg=name)

@@ -30,6 +30,11 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "masnn-jax config file (ml_collections) describing the official network.", lock_config=True
 )
 _OUT = flags.DEFINE_string("out", None, "Output run directory; the checkpoint goes to <out>/checkpoints.")
+_FRAMES = flags.DEFINE_enum(
+    "frames", "masnn", ["masnn", "official"],
+    "Frame layout the converted model will see: 'masnn' (masnn-jax data, H = y; spatial kernels are transposed from "
+    "the official (x, y) frames) or 'official' (the official frames' spatial order).",
+)
 _WEIGHTS_ONLY = flags.DEFINE_bool("weights_only", True, "torch.load(weights_only=...) for the official file.")
 
 
@@ -62,10 +67,10 @@ def main(argv):
                 meta[key] = float(value) if key == "acc" else int(value)
     try:
         state_dict = interop.load_official_state_dict(raw)
-        model = interop.from_official_torch(state_dict, config)
+        model = interop.from_official_torch(state_dict, config, frames=_FRAMES.value)
     except ValueError as e:  # StateDictMismatchError lists every key with its shapes
         sys.exit(f"error: {e}")
-    back = interop.to_official_torch(model, num_batches_tracked=False)
+    back = interop.to_official_torch(model, frames=_FRAMES.value, num_batches_tracked=False)
     exact = all(
         np.array_equal(np.asarray(state_dict[k], dtype=v.dtype), v) for k, v in back.items()
     )

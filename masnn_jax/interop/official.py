@@ -83,6 +83,14 @@ def _conv_to_torch(k: np.ndarray) -> np.ndarray:  # (kh, kw, I, O) -> (O, I, kh,
     return np.transpose(k, (3, 2, 0, 1))
 
 
+def _conv_to_jax_transposed(w: np.ndarray) -> np.ndarray:  # (O, I, kx, ky) -> (ky, kx, I, O)
+    return np.transpose(w, (3, 2, 1, 0))
+
+
+def _conv_to_torch_transposed(k: np.ndarray) -> np.ndarray:  # (ky, kx, I, O) -> (O, I, kx, ky)
+    return np.transpose(k, (3, 2, 1, 0))
+
+
 def _same(x: np.ndarray) -> np.ndarray:
     return x
 
@@ -106,18 +114,27 @@ def _linear_to_torch(k: np.ndarray) -> np.ndarray:
     return k.T
 
 
-def _flatten_linear(c: int, h: int, w: int):
-    """First FC layer: official rows in (C, H, W) flatten order, masnn-jax rows in (H, W, C) order."""
+def _flatten_linear(c: int, h: int, w: int, transposed: bool = False):
+    """First FC layer: official rows in (C, H, W) flatten order, masnn-jax rows in (H, W, C) order. With
+    ``transposed`` the official spatial axes are the masnn-jax ones swapped: official (C, W, H) -> (H, W, C)."""
 
     def to_jax(weight: np.ndarray) -> np.ndarray:  # (out, C·H·W) -> (H·W·C, out)
         out = weight.shape[0]
+        if transposed:
+            return weight.reshape(out, c, w, h).transpose(3, 2, 1, 0).reshape(h * w * c, out)
         return weight.reshape(out, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, out)
 
     def to_torch(kernel: np.ndarray) -> np.ndarray:  # (H·W·C, out) -> (out, C·H·W)
         out = kernel.shape[1]
+        if transposed:
+            return kernel.reshape(h, w, c, out).transpose(3, 2, 1, 0).reshape(out, c * w * h)
         return kernel.reshape(h, w, c, out).transpose(3, 2, 0, 1).reshape(out, c * h * w)
 
     return to_jax, to_torch
+
+
+#: ``frames`` choices: which spatial order the converted model will be fed.
+FRAME_LAYOUTS = ("masnn", "official")
 
 
 # --- the name table --------------------------------------------------------------------------------------------------
@@ -190,16 +207,27 @@ def _check_supported(model: nnx.Module) -> None:
             raise ValueError("config.model.neuron.kind='plif' has learnable neuron parameters the official code lacks")
 
 
-def _entries(model: nnx.Module) -> list[_Entry]:
-    """The official name table for ``model`` (a :class:`masnn_jax.models.MASNN`), in the official module order."""
+def _entries(model: nnx.Module, frames: str = "masnn") -> list[_Entry]:
+    """The official name table for ``model`` (a :class:`masnn_jax.models.MASNN`), in the official module order.
+
+    ``frames='masnn'``: the model will be fed masnn-jax frames, whose H axis is the sensor's y; the official frames
+    (``events_timeslices.py``: ``chunks[t, p, x, y]``) have H = x, so every spatial kernel is transposed and the first
+    FC layer's rows re-ordered to match. ``frames='official'``: the model is fed the official frames' spatial order
+    (only moved to channels-last); kernels keep their orientation.
+    """
+    if frames not in FRAME_LAYOUTS:
+        raise ValueError(f"frames must be one of {FRAME_LAYOUTS}, got {frames!r}")
     _check_supported(model)
+    transposed = frames == "masnn"
+    conv_to_jax = _conv_to_jax_transposed if transposed else _conv_to_jax
+    conv_to_torch = _conv_to_torch_transposed if transposed else _conv_to_torch
     entries: list[_Entry] = []
     h, w, c = model.input_shape
     for i, layer in enumerate(model.convs):
         prefix, path = f"convAttLIF{i}", ("convs", i)
         k = _shape(model, path + ("conv", "kernel"))  # (kh, kw, I, O)
         entries.append(_Entry(f"{prefix}.conv2d.weight", (k[3], k[2], k[0], k[1]), path + ("conv", "kernel"),
-                              _conv_to_jax, _conv_to_torch))
+                              conv_to_jax, conv_to_torch))
         entries.append(_Entry(f"{prefix}.conv2d.bias", (k[3],), path + ("conv", "bias"), _same, _same))
         entries += _bn_entries(model, prefix, path)
         att = layer.attention
@@ -211,7 +239,7 @@ def _entries(model: nnx.Module) -> list[_Entry]:
         if att.sa is not None:
             s = _shape(model, path + ("attention", "sa", "conv", "kernel"))  # (k, k, 2, 1)
             entries.append(_Entry(f"{prefix}.attention.sa.conv.weight", (s[3], s[2], s[0], s[1]),
-                                  path + ("attention", "sa", "conv", "kernel"), _conv_to_jax, _conv_to_torch))
+                                  path + ("attention", "sa", "conv", "kernel"), conv_to_jax, conv_to_torch))
         c, h, w = layer.out_features, h // layer.pool, w // layer.pool
     for j, layer in enumerate(model.fcs):
         prefix, path = f"FC{j}", ("fcs", j)
@@ -219,7 +247,7 @@ def _entries(model: nnx.Module) -> list[_Entry]:
         if j == 0:
             if n_in != c * h * w:
                 raise ValueError(f"fcs[0] takes {n_in} features but the last conv output is (C, H, W) = {(c, h, w)}")
-            to_jax, to_torch = _flatten_linear(c, h, w)
+            to_jax, to_torch = _flatten_linear(c, h, w, transposed)
         else:
             to_jax, to_torch = _linear_to_jax, _linear_to_torch
         entries.append(_Entry(f"{prefix}.linear.weight", (n_out, n_in), path + ("linear", "kernel"), to_jax, to_torch))
@@ -380,7 +408,9 @@ def official_state_dict_shapes(config: Any) -> "OrderedDict[str, tuple[int, ...]
     return OrderedDict((e.name, e.shape) for e in _entries(model))
 
 
-def from_official_torch(state_dict: Any, config: Any, *, seed: int = 0, weights_only: bool = True) -> nnx.Module:
+def from_official_torch(
+    state_dict: Any, config: Any, *, frames: str = "masnn", seed: int = 0, weights_only: bool = True
+) -> nnx.Module:
     """Builds the masnn-jax model for ``config`` and fills it with official PyTorch weights.
 
     Args:
@@ -391,6 +421,10 @@ def from_official_torch(state_dict: Any, config: Any, *, seed: int = 0, weights_
       config: the masnn-jax config (``ConfigDict`` with ``.model``) or ``config.model`` itself; it must describe the
         same network (``attention``, ``T``, ``t_ratio``, ``c_ratio``, layer sizes; see :func:`official_config_to_masnn`
         to derive it from an official ``Config.py``). ``param_dtype`` decides the parameter dtype.
+      frames: 'masnn' (default) to feed the model masnn-jax frames ``(B, T, H=y, W=x, 2)`` — the official frames are
+        ``(B, T, 2, x, y)``, so every spatial kernel is transposed and the first FC layer re-ordered, and the model
+        predicts on masnn-jax data what the official network predicts on its own; 'official' to feed it the official
+        frames moved to channels-last, ``(B, T, x, y, 2)`` (kernels keep their orientation).
       seed: only used to build the model before every variable is overwritten.
       weights_only: passed to ``torch.load`` for a path.
     Returns:
@@ -406,12 +440,12 @@ def from_official_torch(state_dict: Any, config: Any, *, seed: int = 0, weights_
     # Built abstractly (no initialisers run: the first concrete build compiles one initialiser per shape, seconds),
     # then every variable is set from the state dict.
     model = nnx.eval_shape(lambda: _build(config, seed))
-    entries = _entries(model)
+    entries = _entries(model, frames)
     _check(sd, entries, dict(_model_config(config)))
     if _fill(model, entries, sd):
         return model
     model = _build(config, seed)  # the model holds state the official code has none of: keep its initial value
-    _fill(model, _entries(model), sd)
+    _fill(model, _entries(model, frames), sd)
     return model
 
 
@@ -430,6 +464,7 @@ def to_official_torch(
     model: nnx.Module,
     config: Any = None,
     *,
+    frames: str = "masnn",
     as_torch: bool = False,
     num_batches_tracked: bool = True,
     prefix: str = "",
@@ -439,6 +474,7 @@ def to_official_torch(
     Args:
       model: a :class:`masnn_jax.models.MASNN`.
       config: optional; when given, the model must have the variables of the model ``config`` builds (checked).
+      frames: the frame layout the model works on, as in :func:`from_official_torch` (use the same value both ways).
       as_torch: return ``torch.Tensor`` s (CPU) instead of NumPy arrays.
       num_batches_tracked: add ``BNLayer.num_batches_tracked`` (int64 0; masnn-jax does not count batches) so that a
         strict ``load_state_dict`` of the official network accepts the dict.
@@ -448,7 +484,7 @@ def to_official_torch(
     Raises:
       ValueError: a model the official code cannot express, or one that does not match ``config``.
     """
-    entries = _entries(model)
+    entries = _entries(model, frames)
     if config is not None:
         want = official_state_dict_shapes(config)
         have = OrderedDict((e.name, e.shape) for e in entries)
