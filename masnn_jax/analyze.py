@@ -1,0 +1,71 @@
+"""Analyse a trained (or randomly initialised) MA-SNN: spiking activity, operations and energy, figures,
+gradient norms.
+
+Usage::
+
+    python -m masnn_jax.analyze --config=configs/<name>.py --workdir=<run dir> [--init=random]
+        [--num_batches=N] [--grad_batches=N] [--energy=45nm_fp32] [--config.key=value ...]
+
+Loads the latest checkpoint of ``<workdir>/checkpoints`` (``--step`` for another one) built from ``--config`` (the
+config the run was trained with), or a random initialisation with ``--init=random``; runs the test split of
+``config.data``; writes ``<workdir>/analysis/report.json`` (``--out`` for another folder) and PNG figures there,
+and prints a short summary. See :mod:`masnn_jax.analysis`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "digits_dvs.py"),
+    "Configuration file the run was trained with (ml_collections).", lock_config=True,
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints in <workdir>/checkpoints).")
+_INIT = flags.DEFINE_enum("init", "checkpoint", ["checkpoint", "random"],
+                          "Analyse the latest checkpoint, or a random initialisation.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+_NUM_BATCHES = flags.DEFINE_integer("num_batches", 0, "Test batches for the activity passes (0: all).")
+_GRAD_BATCHES = flags.DEFINE_integer("grad_batches", 2, "Batches for the gradient norms (0: skip them).")
+_ENERGY = flags.DEFINE_enum("energy", "45nm_fp32", ["45nm_fp32", "45nm_fp16", "45nm_int32", "45nm_int8"],
+                            "Energy per operation preset (Horowitz, ISSCC 2014).")
+_BATCH_STATS = flags.DEFINE_enum("batch_norm", "auto", ["auto", "running", "batch"],
+                                 "BatchNorm statistics in the activity passes; auto: batch statistics for "
+                                 "--init=random, running averages for a checkpoint.")
+_BYPASS = flags.DEFINE_bool("bypass", True, "Also run the network with its attention modules bypassed.")
+_FIGURES = flags.DEFINE_bool("figures", True, "Write the PNG figures.")
+_OUT = flags.DEFINE_string("out", None, "Output folder (default <workdir>/analysis).")
+_PROBE = flags.DEFINE_integer("probe_samples", 8, "Samples probed for rasters, traces and attention weights.")
+_NEURONS = flags.DEFINE_integer("raster_neurons", 16, "Most active neurons per layer in the raster.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not _WORKDIR.value:
+        raise app.UsageError("--workdir is required (the run directory holding checkpoints/)")
+    from absl import logging
+
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    from masnn_jax import analysis
+
+    batch_stats = {"auto": None, "running": False, "batch": True}[_BATCH_STATS.value]
+    out_dir = _OUT.value or os.path.join(os.path.abspath(_WORKDIR.value), "analysis")
+    try:
+        report = analysis.analyze(
+            _CONFIG.value, _WORKDIR.value, init=_INIT.value, step=_STEP.value, num_batches=_NUM_BATCHES.value,
+            grad_batches=_GRAD_BATCHES.value, energy=_ENERGY.value, batch_stats=batch_stats, bypass=_BYPASS.value,
+            figures=_FIGURES.value, out_dir=out_dir, probe_samples=_PROBE.value, raster_neurons=_NEURONS.value,
+        )
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    print(analysis.summary(report, out_dir), flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
