@@ -539,10 +539,11 @@ def load_model(config: ml_collections.ConfigDict, workdir: str, *, step: int | N
     ckpt_dir = os.path.join(os.path.abspath(workdir), "checkpoints")
     if not os.path.isdir(ckpt_dir):
         raise FileNotFoundError(f"no checkpoints in {ckpt_dir}: train first, or pass the --workdir of a trained run")
-    model = models.build(config.model, rngs=nnx.Rngs(int(config.seed)))
+    # Built abstractly: the restore overwrites every value, so no initialiser needs to run (or compile).
+    model = nnx.eval_shape(lambda: models.build(config.model, rngs=nnx.Rngs(int(config.seed))))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = make_optimizer(config.train, steps_per_epoch=1)
-    abstract = jax.eval_shape(lambda: {"params": params, "rest": rest, "opt_state": tx.init(params)})
+    abstract = jax.eval_shape(lambda p, r: {"params": p, "rest": r, "opt_state": tx.init(p)}, params, rest)
     manager = _checkpoint_manager(workdir, 3, create=False)
     try:
         step = manager.latest_step() if step is None else step
