@@ -233,8 +233,7 @@ class Trainer:
         def compute_loss(params):
             model = nnx.merge(self.graphdef_train, params, state["rest"], copy=True)
             _set_record(model, True)
-            outputs = model(frames)
-            intermediates = nnx.pop(model, nnx.Intermediate)
+            outputs, intermediates = nnx.capture(model, nnx.Intermediate)(frames)
             losses = loss_fn(self.config.train.loss, outputs, labels, self.num_classes)
             new_rest = nnx.state(model, nnx.Not(nnx.Param))
             return losses.mean(), (outputs, new_rest, intermediates)
@@ -255,8 +254,7 @@ class Trainer:
         b, n = frames.shape[:2]
         model = nnx.merge(self.graphdef_eval, state["params"], state["rest"], copy=True)
         _set_record(model, True)
-        outputs = model(frames.reshape((b * n,) + frames.shape[2:]))
-        inter = nnx.pop(model, nnx.Intermediate)
+        outputs, inter = nnx.capture(model, nnx.Intermediate)(frames.reshape((b * n,) + frames.shape[2:]))
         losses = loss_fn(self.config.train.loss, outputs, jnp.repeat(labels, n), self.num_classes).reshape(b, n)
         correct = (jnp.argmax(outputs, -1) == jnp.repeat(labels, n)).reshape(b, n)
         sample_correct = correct.sum(1) * 2 > n
