@@ -39,7 +39,6 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from masnn_jax import data as data_lib
 from masnn_jax import models
 
 __all__ = [
@@ -198,6 +197,8 @@ class Trainer:
         self.batch_sharding = NamedSharding(self.mesh, P("data"))
         self.replicated = NamedSharding(self.mesh, P())
 
+        from masnn_jax import data as data_lib  # imported here: the step functions and optimiser need no data stack
+
         self.test_set = data_lib.build(config.data, "test")
         self.train_set = data_lib.build(config.data, "train") if need_train_data else None
         self.steps_per_epoch = (
@@ -280,6 +281,8 @@ class Trainer:
         return jax.make_array_from_process_local_data(self.batch_sharding, array)
 
     def _train_batches(self, epoch: int, start_batch: int) -> Iterator[dict]:
+        from masnn_jax import data as data_lib
+
         tc = self.config.train
         return iter(
             data_lib.make_loader(
@@ -295,6 +298,8 @@ class Trainer:
 
         The last partial batch is padded to the full batch size and masked, so every batch has one shape.
         """
+        from masnn_jax import data as data_lib
+
         dataset = self.test_set if split == "test" else data_lib.build(self.config.data, split)
         bs = int(self.config.train.eval_batch_size)
         totals = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
