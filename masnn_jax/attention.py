@@ -139,7 +139,31 @@ def _check_channels(x: jax.Array, C: int, cls: str) -> None:
 # --------------------------------------------------------------------------- units
 
 
-class TemporalAttention(nnx.Module):
+class _PooledMLPGate(nnx.Module):
+    """Shared machinery of TA and CA: a bias-free MLP ``size -> size // ratio -> size`` (``fc1``, ``fc2``) applied to
+    the average- and max-pooled descriptors, summed, then a sigmoid (CBAM's gate)."""
+
+    def _init_mlp(self, size: int, ratio: int, size_name: str, ratio_name: str, *, rngs, param_dtype, dtype,
+                  kernel_init, precision) -> None:
+        _check_size(size_name, size)
+        hidden = _hidden_units(size_name, size, ratio_name, ratio)
+        self.dtype = dtype
+        self.param_dtype = param_dtype
+        self.precision = precision
+        self.fc1 = nnx.Linear(size, hidden, use_bias=False, param_dtype=param_dtype, kernel_init=kernel_init, rngs=rngs)
+        self.fc2 = nnx.Linear(hidden, size, use_bias=False, param_dtype=param_dtype, kernel_init=kernel_init, rngs=rngs)
+
+    def _gate(self, x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
+        """``sigmoid(MLP(mean_axes x) + MLP(max_axes x))`` in the compute dtype; the pooled axes are removed."""
+        cdt = _compute_dtype(x, self.dtype, self.param_dtype)
+        x = x.astype(cdt)
+        logits = _mlp(self.fc1, self.fc2, jnp.mean(x, axis=axes), cdt, self.precision) + _mlp(
+            self.fc1, self.fc2, jnp.max(x, axis=axes), cdt, self.precision
+        )
+        return jax.nn.sigmoid(logits)
+
+
+class TemporalAttention(_PooledMLPGate):
     """Temporal attention ("when"): one weight per time step and sample.
 
     ``g_t(X) = sigmoid(MLP(AvgPool(X)) + MLP(MaxPool(X)))`` where the pools reduce every
@@ -175,19 +199,10 @@ class TemporalAttention(nnx.Module):
         kernel_init: Initializer = torch_default_init,
         precision: Any = None,
     ):
-        _check_size("T", T)
-        hidden = _hidden_units("T", T, "t_ratio", t_ratio)
         self.T = T
         self.t_ratio = t_ratio
-        self.dtype = dtype
-        self.param_dtype = param_dtype
-        self.precision = precision
-        self.fc1 = nnx.Linear(
-            T, hidden, use_bias=False, param_dtype=param_dtype, kernel_init=kernel_init, rngs=rngs
-        )
-        self.fc2 = nnx.Linear(
-            hidden, T, use_bias=False, param_dtype=param_dtype, kernel_init=kernel_init, rngs=rngs
-        )
+        self._init_mlp(T, t_ratio, "T", "t_ratio", rngs=rngs, param_dtype=param_dtype, dtype=dtype,
+                       kernel_init=kernel_init, precision=precision)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Temporal weights of ``x``.
@@ -208,19 +223,11 @@ class TemporalAttention(nnx.Module):
                 f"TemporalAttention expects an input (B, T={self.T}, ...) of rank >= 3; "
                 f"got shape {tuple(x.shape)}"
             )
-        cdt = _compute_dtype(x, self.dtype, self.param_dtype)
-        x = x.astype(cdt)
-        axes = tuple(range(2, x.ndim))
-        avg = jnp.mean(x, axis=axes)
-        mx = jnp.max(x, axis=axes)
-        logits = _mlp(self.fc1, self.fc2, avg, cdt, self.precision) + _mlp(
-            self.fc1, self.fc2, mx, cdt, self.precision
-        )
-        w = jax.nn.sigmoid(logits)
+        w = self._gate(x, tuple(range(2, x.ndim)))
         return w.reshape(w.shape + (1,) * (x.ndim - 2))
 
 
-class ChannelAttention(nnx.Module):
+class ChannelAttention(_PooledMLPGate):
     """Channel attention ("what"): one weight per channel and sample.
 
     ``g_c(X) = sigmoid(MLP(AvgPool(X)) + MLP(MaxPool(X)))`` where the pools reduce every
@@ -253,19 +260,10 @@ class ChannelAttention(nnx.Module):
         kernel_init: Initializer = torch_default_init,
         precision: Any = None,
     ):
-        _check_size("C", C)
-        hidden = _hidden_units("C", C, "c_ratio", c_ratio)
         self.C = C
         self.c_ratio = c_ratio
-        self.dtype = dtype
-        self.param_dtype = param_dtype
-        self.precision = precision
-        self.fc1 = nnx.Linear(
-            C, hidden, use_bias=False, param_dtype=param_dtype, kernel_init=kernel_init, rngs=rngs
-        )
-        self.fc2 = nnx.Linear(
-            hidden, C, use_bias=False, param_dtype=param_dtype, kernel_init=kernel_init, rngs=rngs
-        )
+        self._init_mlp(C, c_ratio, "C", "c_ratio", rngs=rngs, param_dtype=param_dtype, dtype=dtype,
+                       kernel_init=kernel_init, precision=precision)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Channel weights of ``x``.
@@ -281,15 +279,7 @@ class ChannelAttention(nnx.Module):
           ValueError: rank < 3 or last axis != ``C``.
         """
         _check_channels(x, self.C, "ChannelAttention")
-        cdt = _compute_dtype(x, self.dtype, self.param_dtype)
-        x = x.astype(cdt)
-        axes = tuple(range(1, x.ndim - 1))
-        avg = jnp.mean(x, axis=axes)
-        mx = jnp.max(x, axis=axes)
-        logits = _mlp(self.fc1, self.fc2, avg, cdt, self.precision) + _mlp(
-            self.fc1, self.fc2, mx, cdt, self.precision
-        )
-        w = jax.nn.sigmoid(logits)
+        w = self._gate(x, tuple(range(1, x.ndim - 1)))
         return w.reshape((w.shape[0],) + (1,) * (x.ndim - 2) + (self.C,))
 
 
