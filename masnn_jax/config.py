@@ -48,6 +48,8 @@ def base_config(*, arch: str | None, T: int, dataset: str = "digits_dvs", attent
     m.surrogate = ml_collections.ConfigDict(dict(name="rectangle", width=a))
     m.checkpoint = False
     m.unroll = 1
+    m.conv_impl = "auto"  # 'auto' = im2col on CPU, XLA's (cuDNN's) conv elsewhere; 'xla' | 'im2col'
+    m.remat = "none"  # 'layer': recompute each spiking layer in the backward pass (memory for long T)
     m.dtype = ml_collections.FieldReference(None, field_type=str)
     m.param_dtype = "float32"
 

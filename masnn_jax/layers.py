@@ -19,6 +19,7 @@ from flax import nnx
 
 from masnn_jax import attention as attention_lib
 from masnn_jax import neurons
+from masnn_jax import ops
 from masnn_jax import surrogate as surrogate_lib
 
 __all__ = ["torch_default_init", "neuron_from_config", "SpikingNeuron", "ConvAttLIF", "DenseAttLIF"]
@@ -143,6 +144,8 @@ class ConvAttLIF(nnx.Module):
         (paper: TA on the input, CA and SA on the membrane potential of every step before firing).
       c_ratio, t_ratio, sa_kernel, channel_attention, spatial_attention: attention options.
       bn_momentum: running-statistics momentum in Flax's convention (0.9 = PyTorch's default 0.1).
+      conv_impl: 'auto' | 'xla' | 'im2col', the convolution's implementation (:func:`masnn_jax.ops.conv`; the
+        parameters are an ``nnx.Conv``'s either way).
       dtype: computation dtype (None: from inputs and parameters); param_dtype: parameter dtype.
     Call:
       ``layer(x)`` with x ``(B, T, H, W, C_in)`` -> spikes ``(B, T, H//pool, W//pool, C_out)``. With
@@ -173,16 +176,18 @@ class ConvAttLIF(nnx.Module):
         bn_momentum: float = 0.9,
         checkpoint: bool = False,
         unroll: int = 1,
+        conv_impl: str = "auto",
         dtype=None,
         param_dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
         fan_in = in_features * kernel_size * kernel_size
         self.in_features, self.out_features, self.pool = in_features, out_features, pool
-        self.conv = nnx.Conv(
+        self.conv = ops.conv(
             in_features,
             out_features,
             (kernel_size, kernel_size),
+            impl=conv_impl,
             padding=((padding, padding), (padding, padding)),
             use_bias=True,
             kernel_init=torch_default_init(fan_in),

@@ -16,7 +16,7 @@ __all__ = ["build", "MASNN", "ARCHITECTURES", "MODEL_KEYS"]
 MODEL_KEYS = (
     "name", "arch", "input_shape", "T", "num_classes", "channels", "pools", "fc", "attention", "placement",
     "c_ratio", "t_ratio", "sa_kernel", "channel_attention", "spatial_attention", "neuron", "surrogate",
-    "checkpoint", "unroll", "dtype", "param_dtype",
+    "checkpoint", "unroll", "dtype", "param_dtype", "conv_impl", "remat",
 )
 
 _DTYPES = {None: None, "float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16, "float64": jnp.float64}
@@ -43,6 +43,8 @@ def build(model_config: Mapping[str, Any], *, rngs: nnx.Rngs) -> nnx.Module:
       ('cbam'|'simam').
     - ``neuron``: mapping with ``kind`` and preset arguments; ``surrogate``: mapping with ``name`` and hparam.
     - ``checkpoint``, ``unroll``: neuron scan options; ``dtype`` (computation, e.g. 'bfloat16'), ``param_dtype``.
+    - ``conv_impl``: 'auto' (im2col on CPU, XLA/cuDNN elsewhere) | 'xla' | 'im2col' (:mod:`masnn_jax.ops`).
+    - ``remat``: 'none' | 'layer' (recompute each spiking layer in the backward pass; keeps only layer inputs).
 
     Returns:
       an ``nnx.Module`` taking ``(B, T, H, W, C)`` float frames and returning ``(B, num_classes)``.

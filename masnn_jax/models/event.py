@@ -20,7 +20,14 @@ from flax import nnx
 
 from masnn_jax import layers as layers_lib
 
-__all__ = ["MASNN", "ARCHITECTURES"]
+__all__ = ["MASNN", "ARCHITECTURES", "REMAT_MODES"]
+
+#: Values of ``config.model.remat``.
+REMAT_MODES = ("none", "layer")
+
+
+def _apply_layer(layer, x):
+    return layer(x)
 
 #: Official layer plans: conv channels, pooling kernels, hidden FC sizes, input (H, W, C) and classes.
 ARCHITECTURES = {
@@ -48,6 +55,9 @@ class MASNN(nnx.Module):
       attention, placement, c_ratio, t_ratio, sa_kernel, channel_attention, spatial_attention: as
         :class:`~masnn_jax.layers.ConvAttLIF`.
       checkpoint, unroll: neuron scan options; dtype / param_dtype: computation / parameter dtypes.
+      conv_impl: 'auto' | 'xla' | 'im2col' (see :mod:`masnn_jax.ops`).
+      remat: 'none', or 'layer': each spiking layer is ``jax.checkpoint``-ed so that only its input (spikes) is kept
+        for the backward pass and the rest is recomputed there — memory grows with T by the layer inputs alone.
       rngs: ``nnx.Rngs`` for initialisation.
     Call:
       ``model(x)`` with ``x`` float ``(B, T, H, W, C)`` -> ``(B, num_classes)``: time-averaged output of the last
@@ -76,6 +86,8 @@ class MASNN(nnx.Module):
         spatial_attention: str = "cbam",
         checkpoint: bool = False,
         unroll: int = 1,
+        conv_impl: str = "auto",
+        remat: str = "none",
         dtype=None,
         param_dtype=jnp.float32,
         rngs: nnx.Rngs,
@@ -88,6 +100,9 @@ class MASNN(nnx.Module):
             raise ValueError(f"model.input_shape {tuple(input_shape)}: H and W must be divisible by prod(pools)={total_pool}")
         self.input_shape, self.T, self.num_classes = (h, w, c_in), int(T), int(num_classes)
         self.dtype = dtype
+        if remat not in REMAT_MODES:
+            raise ValueError(f"config.model.remat must be one of {REMAT_MODES}, got {remat!r}")
+        self.remat = remat
         common = dict(
             T=self.T, neuron=neuron, checkpoint=checkpoint, unroll=unroll, dtype=dtype, param_dtype=param_dtype,
             rngs=rngs, attention=attention, placement=placement, t_ratio=t_ratio,
@@ -97,7 +112,8 @@ class MASNN(nnx.Module):
             convs.append(
                 layers_lib.ConvAttLIF(
                     c_in, c_out, pool=pool, c_ratio=c_ratio, sa_kernel=sa_kernel,
-                    channel_attention=channel_attention, spatial_attention=spatial_attention, **common,
+                    channel_attention=channel_attention, spatial_attention=spatial_attention, conv_impl=conv_impl,
+                    **common,
                 )
             )
             c_in, h, w = c_out, h // pool, w // pool
@@ -117,10 +133,11 @@ class MASNN(nnx.Module):
             )
         if self.dtype is not None:
             x = x.astype(self.dtype)
+        apply = nnx.remat(_apply_layer) if self.remat == "layer" else _apply_layer
         for layer in self.convs:
-            x = layer(x)
+            x = apply(layer, x)
         b, t = x.shape[:2]
         x = x.reshape(b, t, -1)  # flattened (H, W, C) — see masnn_jax.interop for the official (C, H, W) order
         for layer in self.fcs:
-            x = layer(x)
+            x = apply(layer, x)
         return x.mean(axis=1)

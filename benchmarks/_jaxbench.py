@@ -1,0 +1,156 @@
+"""Shared helpers of the masnn-jax benchmarks: the real training step on synthetic data, timing, memory, FLOPs.
+
+Not a library module: the benchmark scripts import it from their own folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+# Make `masnn_jax` importable when run from a checkout without installation.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def set_threads(n: int | None) -> None:
+    """Limits XLA's CPU (Eigen) thread pool to ``n`` threads; must run before jax is imported."""
+    if not n:
+        return
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "intra_op_parallelism_threads" not in flags:
+        flags += f" --xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={n}"
+    os.environ["XLA_FLAGS"] = flags.strip()
+    os.environ.setdefault("OMP_NUM_THREADS", str(n))
+
+
+def gesture_model_config(T: int, attention: str = "TCSA", dtype: str | None = None, **overrides) -> dict:
+    """``config.model`` of the official DVS128 Gesture net (configs/dvs_gesture.py) as a plain dict."""
+    cfg = dict(
+        name="masnn", arch="dvs_gesture", T=T, attention=attention, placement="input", c_ratio=8, t_ratio=5,
+        sa_kernel=3, channel_attention="cbam", spatial_attention="cbam",
+        neuron=dict(kind="masnn_official", v_th=0.3, alpha=0.3, beta=0.0, mode_select="spike", tr_model="NTR"),
+        surrogate=dict(name="rectangle", width=0.5), checkpoint=False, unroll=1, dtype=dtype, param_dtype="float32",
+    )
+    cfg.update(overrides)
+    return cfg
+
+
+def make_train_step(model_cfg: dict, *, batch: int, seed: int = 0, donate: bool = True):
+    """The real ``masnn_jax.training.Trainer`` train step (its ``_train_step_impl``, Adam + plateau, MSE) for
+    ``model_cfg``, jitted, with its initial state and one synthetic batch of event-count frames.
+
+    Returns ``(step, state, frames, labels)``; ``step(state, frames, labels) -> (state, metrics)``.
+    """
+    import jax
+    import jax.numpy as jnp
+    import ml_collections
+    import numpy as np
+    from flax import nnx
+
+    from masnn_jax import models, training
+
+    train_cfg = ml_collections.ConfigDict(dict(
+        optimizer="adam", learning_rate=1e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, schedule="plateau",
+        plateau_factor=0.1, plateau_patience=5, loss="mse", num_epochs=1,
+    ))
+    model = models.build(model_cfg, rngs=nnx.Rngs(seed))
+    model.train()
+    trainer = object.__new__(training.Trainer)  # the step needs only these attributes, not a dataset
+    trainer.config = ml_collections.ConfigDict(dict(train=train_cfg))
+    trainer.num_classes = model.num_classes
+    trainer.graphdef_train, params, rest = nnx.split(model, nnx.Param, ...)
+    trainer.tx = training.make_optimizer(train_cfg, 100)
+    state = {"params": params, "rest": rest, "opt_state": trainer.tx.init(params)}
+    h, w, c = model.input_shape
+    rng = np.random.default_rng(seed)
+    # Event counts per bin: mostly 0, some 1..3 (like 25 ms DVS bins downsampled by 4).
+    frames = rng.poisson(0.3, size=(batch, model.T, h, w, c)).astype(np.float32)
+    labels = rng.integers(0, model.num_classes, size=(batch,)).astype(np.int32)
+    step = jax.jit(trainer._train_step_impl, donate_argnums=(0,) if donate else ())
+    return step, state, jnp.asarray(frames), jnp.asarray(labels)
+
+
+def _flops(analysis) -> float | None:
+    try:
+        if isinstance(analysis, (list, tuple)):
+            analysis = analysis[0]
+        return float(analysis.get("flops", 0.0)) / 1e9 or None
+    except Exception:  # noqa: BLE001 - cost analysis is optional per backend
+        return None
+
+
+def cost_gflops(jitted, *args, reference=None) -> tuple[float | None, float]:
+    """(GFLOPs of one call from XLA's cost analysis or None, compile seconds).
+
+    XLA's cost analysis counts a loop body once, so the chunked im2col convolution (a ``lax.map``) would be
+    under-counted; pass ``reference`` (the same step built with ``conv_impl='xla'``, same arithmetic) to count the
+    FLOPs on that graph instead (lowered only, not compiled).
+    """
+    t0 = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    if reference is not None:
+        try:
+            return _flops(reference.lower(*args).cost_analysis()), compile_s
+        except Exception:  # noqa: BLE001
+            pass
+    return _flops(compiled.cost_analysis()), compile_s
+
+
+def flops_reference(model_cfg: dict, batch: int):
+    """The train step of ``model_cfg`` with ``conv_impl='xla'`` and no remat (for FLOP counting), or None when
+    ``model_cfg`` already is that."""
+    from masnn_jax import ops
+
+    if ops.resolve_conv_impl(model_cfg.get("conv_impl", "auto")) == "xla" and model_cfg.get("remat", "none") == "none":
+        return None
+    ref = dict(model_cfg, conv_impl="xla", remat="none")
+    return make_train_step(ref, batch=batch, donate=False)[0]
+
+
+def peak_memory_mb() -> tuple[float, str]:
+    """(peak memory in MB, what it is): device memory on accelerators, else the process's peak RSS."""
+    import jax
+
+    dev = jax.devices()[0]
+    if dev.platform != "cpu":
+        stats = dev.memory_stats() or {}
+        if "peak_bytes_in_use" in stats:
+            return stats["peak_bytes_in_use"] / 2**20, "device_peak_bytes_in_use"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "ru_maxrss"
+
+
+def time_steps(step, state, frames, labels, steps: int):
+    """Runs ``steps`` timed steps (after the compiling one); returns (state, list of seconds, first-call seconds)."""
+    import jax
+
+    t0 = time.perf_counter()
+    state, metrics = step(state, frames, labels)
+    jax.block_until_ready((state, metrics))
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        state, metrics = step(state, frames, labels)
+        jax.block_until_ready((state, metrics))
+        times.append(time.perf_counter() - t0)
+    return state, times, first, metrics
+
+
+def summary(times) -> dict:
+    return {"median": statistics.median(times), "min": min(times), "max": max(times)} if times else None
+
+
+def devices_str() -> str:
+    import jax
+
+    devs = jax.devices()
+    return f"{len(devs)}x{devs[0].platform}:{devs[0].device_kind}"
+
+
+def emit(obj: dict) -> None:
+    print(json.dumps(obj), flush=True)

@@ -1,0 +1,106 @@
+"""How masnn-jax's training step scales: step time and peak memory against T and batch, compile time against depth.
+
+Every point runs in its own child process (its peak RSS — or, on a GPU, the device's peak allocation — is its own)
+and prints one JSON line (``sweep`` = 'T' | 'batch' | 'depth'). Model: the DVS128 Gesture net (TCSA, fp32) through
+the real train step; the depth sweep uses a custom plan of ``d`` conv layers of 64 channels on 32x32 input
+(pools 2 on the first ``min(d, 3)`` layers... then 1) and reports compile time.
+
+Usage::
+
+    python benchmarks/scaling.py                        # CPU default, < 10 min on 2 cores
+    python benchmarks/scaling.py --T 8,16,30,60,120 --batch 4,8,16,32 --depth 1,2,4,8 --steps 3   # bigger
+    python benchmarks/scaling.py --quick                 # reduced sweep (GPU: < 5 min)
+    python benchmarks/scaling.py --jax-set remat=layer   # any config.model override
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import _jaxbench as jb  # noqa: E402
+from vs_spikingjelly import _parse_set  # noqa: E402
+
+
+def _ints(s: str) -> list[int]:
+    return [int(v) for v in s.split(",") if v.strip()]
+
+
+def child(point: dict, args) -> dict:
+    jb.set_threads(args.threads)
+    import statistics
+
+    dtype = None if args.dtype == "float32" else args.dtype
+    overrides = _parse_set(args.jax_set)
+    if point["sweep"] == "depth":
+        d = point["depth"]
+        pools = tuple(2 if i < 3 else 1 for i in range(d))
+        overrides = dict(arch="custom", input_shape=(32, 32, 2), num_classes=11, channels=(64,) * d, pools=pools,
+                         fc=(256,)) | overrides
+    t = point["T"]
+    cfg = jb.gesture_model_config(t, attention=args.attention, dtype=dtype, **overrides)
+    if t < cfg["t_ratio"]:
+        cfg["t_ratio"] = 1
+    step, state, frames, labels = jb.make_train_step(cfg, batch=point["batch"])
+    steps = 0 if point["sweep"] == "depth" else args.steps
+    gflops, compile_s = jb.cost_gflops(step, state, frames, labels, reference=jb.flops_reference(cfg, point["batch"]))
+    state, times, first, _ = jb.time_steps(step, state, frames, labels, steps)
+    mem, kind = jb.peak_memory_mb()
+    med = statistics.median(times) if times else None
+    return dict(point) | dict(
+        framework="masnn-jax", model="dvs_gesture" if point["sweep"] != "depth" else f"custom_{point['depth']}conv",
+        attention=args.attention, T=t, batch=point["batch"], dtype=args.dtype, devices=jb.devices_str(),
+        options=_parse_set(args.jax_set),
+        step_seconds=jb.summary(times), compile_seconds=compile_s, first_step_seconds=first, peak_rss_mb=mem,
+        memory_kind=kind, gflops=gflops, gflops_per_s=(gflops / med if gflops and med else None),
+    )
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--T", default="8,16,30", help="T values (batch --base-batch)")
+    p.add_argument("--batch", default="4,8,16", help="batch values (T --base-T)")
+    p.add_argument("--depth", default="1,2,3,4,6", help="conv-layer counts for the compile-time sweep")
+    p.add_argument("--base-T", type=int, default=16)
+    p.add_argument("--base-batch", type=int, default=16)
+    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--attention", default="TCSA")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--jax-set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--no-hugetlb", action="store_true")
+    p.add_argument("--quick", action="store_true", help="T 8,16; batch 4,16; depth 1,3; 1 step")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        jb.emit(child(json.loads(args.child), args))
+        return
+    if args.quick:
+        args.T, args.batch, args.depth, args.steps = "8,16", "4,16", "1,3", 1
+    points = [dict(sweep="T", T=t, batch=args.base_batch) for t in _ints(args.T)]
+    points += [dict(sweep="batch", T=args.base_T, batch=b) for b in _ints(args.batch)]
+    points += [dict(sweep="depth", T=8, batch=4, depth=d) for d in _ints(args.depth)]
+    env = dict(os.environ)
+    if not args.no_hugetlb:
+        env["GLIBC_TUNABLES"] = "glibc.malloc.hugetlb=1"
+    base = [sys.executable, os.path.abspath(__file__), "--steps", str(args.steps), "--attention", args.attention,
+            "--dtype", args.dtype, "--threads", str(args.threads)]
+    for item in args.jax_set:
+        base += ["--jax-set", item]
+    for point in points:
+        proc = subprocess.run(base + ["--child", json.dumps(point)], env=env, capture_output=True, text=True)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode or not lines:
+            print(json.dumps(point | {"error": proc.stderr[-3000:], "returncode": proc.returncode}), flush=True)
+            continue
+        print(json.dumps(json.loads(lines[-1]) | {"glibc_tunables": env.get("GLIBC_TUNABLES", "")}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Smoke tests: each benchmark script runs with tiny flags and prints valid JSON lines with the required keys."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "benchmarks")
+REQUIRED = {"framework", "model", "attention", "T", "batch", "dtype", "devices", "step_seconds", "compile_seconds",
+            "peak_rss_mb", "gflops", "gflops_per_s"}
+
+
+def _run(script, *flags, timeout=600):
+    env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, script), *flags], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert rows, proc.stderr[-3000:]
+    return rows
+
+
+def test_vs_spikingjelly_quick():
+    frameworks = "jax,torch"
+    try:
+        import spikingjelly.activation_based.layer  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:
+        frameworks = "jax"
+    rows = _run("vs_spikingjelly.py", "--quick", "--frameworks", frameworks)
+    *points, summary = rows
+    assert summary["summary"] is True
+    assert all("error" not in r for r in points), points
+    for r in points:
+        assert REQUIRED <= set(r), REQUIRED - set(r)
+        assert {"median", "min", "max"} <= set(r["step_seconds"])
+        assert r["peak_rss_mb"] > 0
+    jax_row = next(r for r in points if r["framework"] == "masnn-jax")
+    assert jax_row["gflops"] and jax_row["gflops"] > 0
+    if frameworks == "jax,torch":
+        assert summary["speedup_jax_over_sj"] > 0 and summary["memory_ratio_jax_to_sj"] > 0
+
+
+def test_scaling_tiny():
+    rows = _run("scaling.py", "--T", "5", "--batch", "", "--depth", "1", "--base-batch", "2", "--steps", "1")
+    assert [r["sweep"] for r in rows] == ["T", "depth"]
+    for r in rows:
+        assert "error" not in r, r
+        assert REQUIRED <= set(r)
+    assert rows[0]["step_seconds"]["median"] > 0 and rows[1]["compile_seconds"] > 0
+
+
+def test_peak_quick():
+    rows = _run("peak.py", "--quick", "--no-torch")
+    ops = {(r["op"].split("_")[0], r.get("impl"), r["dtype"]) for r in rows}
+    assert ("matmul", None, "float32") in ops and ("conv3x3", "im2col", "float32") in ops
+    assert all(r["gflops_per_s"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize("script", ["vs_spikingjelly.py", "scaling.py", "peak.py"])
+def test_help(script):
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, script), "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and "--quick" in proc.stdout
