@@ -8,6 +8,7 @@ Multi-host: pass ``--distributed`` to call ``jax.distributed.initialize()`` (clu
 
 import json
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -39,11 +40,16 @@ def main(argv):
     workdir = _WORKDIR.value or os.path.join("runs", config_name)
     print(f"config {config_name}; workdir {os.path.abspath(workdir)}; devices {jax.device_count()} "
           f"({jax.devices()[0].platform})", flush=True)
-    if _MODE.value == "eval":
-        result = training.evaluate_checkpoint(config, workdir, step=_STEP.value)
-    else:
-        result = training.train_and_evaluate(config, workdir, progress_bar=_PROGRESS.value)
-    print(json.dumps({k: v for k, v in result.items()}), flush=True)
+    try:
+        if _MODE.value == "eval":
+            result = training.evaluate_checkpoint(config, workdir, step=_STEP.value)
+        else:
+            result = training.train_and_evaluate(config, workdir, progress_bar=_PROGRESS.value)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        # Config, data and checkpoint problems: one clear message (the traceback adds nothing for a user).
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -162,6 +162,34 @@ def network_firing_rate(intermediates, mask: jax.Array | None = None) -> jax.Arr
     return total[0] / jnp.maximum(total[1], 1.0)
 
 
+_LOSSES = ("mse", "cross_entropy")
+
+
+def validate_train_config(tc: ml_collections.ConfigDict) -> None:
+    """Checks ``config.train`` before anything is built or written.
+
+    Raises:
+      ValueError: naming the key: non-positive ``batch_size``, ``eval_batch_size``, ``num_epochs`` or
+        ``learning_rate``; unknown ``loss``, ``optimizer`` or ``schedule``; negative ``checkpoint_every_steps``.
+    """
+    for key in ("batch_size", "eval_batch_size", "num_epochs"):
+        value = tc.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"config.train.{key} must be a positive integer, got {value!r}")
+    if not float(tc.learning_rate) > 0:
+        raise ValueError(f"config.train.learning_rate must be > 0, got {tc.learning_rate!r}")
+    if tc.get("loss", "mse") not in _LOSSES:
+        raise ValueError(f"config.train.loss must be one of {_LOSSES}, got {tc.get('loss')!r}")
+    if tc.get("optimizer", "adam") not in ("adam", "sgd"):
+        raise ValueError(f"config.train.optimizer must be 'adam' or 'sgd', got {tc.get('optimizer')!r}")
+    if tc.get("schedule", "plateau") not in ("plateau", "cosine", "constant"):
+        raise ValueError(
+            f"config.train.schedule must be 'plateau', 'cosine' or 'constant', got {tc.get('schedule')!r}"
+        )
+    if int(tc.get("checkpoint_every_steps", 0) or 0) < 0:
+        raise ValueError(f"config.train.checkpoint_every_steps must be >= 0, got {tc.checkpoint_every_steps!r}")
+
+
 # --- the trainer ---------------------------------------------------------------------------------------------------
 
 
@@ -191,6 +219,7 @@ class Trainer:
         self.mesh = make_mesh(devices)
         n_dev = self.mesh.devices.size
         tc = config.train
+        validate_train_config(tc)
         for key in ("batch_size", "eval_batch_size"):
             if int(tc[key]) % n_dev:
                 raise ValueError(f"config.train.{key}={tc[key]} must be divisible by the device count {n_dev}")
@@ -329,8 +358,11 @@ class Trainer:
             "count": int(totals["count"]),
         }
 
-    def request_stop(self, *_args) -> None:
-        """Asks the training loop to save a checkpoint and return after the current step (the SIGTERM handler)."""
+    def request_stop(self, signum=None, _frame=None) -> None:
+        """Asks the training loop to save a checkpoint and return after the current step (the SIGTERM and SIGINT
+        handler). A second SIGINT (Ctrl-C pressed twice) stops at once, without a checkpoint."""
+        if self._stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
         self._stop_requested = True
 
 
@@ -345,6 +377,9 @@ def _checkpoint_manager(workdir: str, max_to_keep: int, create: bool = True) -> 
 
 
 def _save(manager: ocp.CheckpointManager, trainer: Trainer) -> None:
+    """Saves the state and progress as step ``trainer.progress.step`` (skipped when that step is already saved)."""
+    if trainer.progress.step in manager.all_steps():
+        return
     meta = dataclasses.asdict(trainer.progress) | {"config": trainer.config.to_json()}
     manager.save(
         trainer.progress.step,
@@ -354,27 +389,93 @@ def _save(manager: ocp.CheckpointManager, trainer: Trainer) -> None:
     manager.wait_until_finished()
 
 
+def _flat(tree: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flat(value, f"{prefix}.{key}"))
+        return out
+    return {prefix: tree}
+
+
+def config_differences(stored_json: str, config: ml_collections.ConfigDict, sections=("model",)) -> list[str]:
+    """Lines ``config.<section>.<key>: checkpoint <a>, this run <b>`` for every value of ``sections`` that differs
+    between a checkpoint's stored config (JSON) and ``config``."""
+    stored, current = json.loads(stored_json), json.loads(config.to_json())
+    lines = []
+    for section in sections:
+        a = _flat(stored.get(section, {}), f"config.{section}")
+        b = _flat(current.get(section, {}), f"config.{section}")
+        for key in sorted(set(a) | set(b)):
+            if a.get(key, "<absent>") != b.get(key, "<absent>"):
+                lines.append(f"{key}: checkpoint {a.get(key, '<absent>')!r}, this run {b.get(key, '<absent>')!r}")
+    return lines
+
+
+def _restore_state(
+    manager: ocp.CheckpointManager, abstract: Any, config: ml_collections.ConfigDict, step: int | None = None
+) -> tuple[int, Any, dict] | None:
+    """Restores ``(step, state, meta)`` from the latest readable checkpoint (or exactly ``step``); None if none.
+
+    The stored ``config.model`` must equal ``config.model`` (else ValueError listing the differing keys). A
+    checkpoint that cannot be read (truncated or corrupt files) is reported on stderr and the next older one is
+    tried; nothing is deleted. Raises FileNotFoundError for a ``step`` that does not exist, ValueError when no
+    checkpoint is readable.
+    """
+    directory = str(manager.directory)
+    steps = sorted(manager.all_steps(), reverse=True)
+    if step is not None:
+        if step not in steps:
+            raise FileNotFoundError(f"no checkpoint for step {step} in {directory}; available steps: {sorted(steps)}")
+        steps = [step]
+    problems = []
+    for s in steps:
+        try:
+            meta = manager.restore(s, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        except Exception as e:  # noqa: BLE001 — orbax/tensorstore raise many types for unreadable files
+            problems.append(f"{directory}/{s}: metadata unreadable ({type(e).__name__}: {str(e).splitlines()[0]})")
+            print(f"warning: {problems[-1]}; trying an older checkpoint", file=sys.stderr, flush=True)
+            continue
+        diffs = config_differences(meta.get("config", "{}"), config)
+        if diffs:
+            raise ValueError(
+                f"checkpoint {directory}/{s} was written by a run with another model configuration:\n  "
+                + "\n  ".join(diffs)
+                + "\nUse a new --workdir for a different model, or repeat that run's --config overrides."
+            )
+        try:
+            state = manager.restore(s, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
+        except Exception as e:  # noqa: BLE001
+            problems.append(f"{directory}/{s}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+            if step is not None:
+                break
+            print(f"warning: checkpoint {problems[-1]}; trying an older checkpoint", file=sys.stderr, flush=True)
+            continue
+        return s, state, meta
+    if problems:
+        raise ValueError("no readable checkpoint:\n  " + "\n  ".join(problems))
+    return None
+
+
 def _restore(manager: ocp.CheckpointManager, trainer: Trainer, step: int | None = None) -> bool:
-    step = manager.latest_step() if step is None else step
-    if step is None:
-        return False
     abstract = jax.tree_util.tree_map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), trainer.state
     )
-    try:
-        restored = manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
-        )
-    except Exception as e:  # orbax raises a variety of errors on mismatched trees
-        raise ValueError(
-            f"cannot restore checkpoint {manager.directory}/{step} into the model built from this config "
-            f"(was it written with another config.model?): {type(e).__name__}: {e}"
-        ) from e
-    trainer.state = restored["state"]
-    meta = restored["meta"]
+    found = _restore_state(manager, abstract, trainer.config, step)
+    if found is None:
+        return False
+    _, trainer.state, meta = found
     trainer.progress = _Progress(epoch=int(meta["epoch"]), batch=int(meta["batch"]), step=int(meta["step"]))
     if "sums" in meta:
         trainer.progress.sums = dict(meta["sums"])
+    if trainer.progress.batch > 0:
+        stored_bs = json.loads(meta.get("config", "{}")).get("train", {}).get("batch_size")
+        if stored_bs is not None and int(stored_bs) != int(trainer.config.train.batch_size):
+            raise ValueError(
+                f"checkpoint {manager.directory}/{found[0]} stopped inside epoch {trainer.progress.epoch + 1} with "
+                f"config.train.batch_size={stored_bs}; resuming it with batch_size="
+                f"{trainer.config.train.batch_size} would skip or repeat data. Resume with the same batch size."
+            )
     return True
 
 
@@ -435,21 +536,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, devic
     Raises:
       ValueError: bad config values (named), or a checkpoint that does not fit the model.
     """
-    os.makedirs(workdir, exist_ok=True)
     tc = config.train
-    trainer = Trainer(config, workdir, devices)
+    trainer = Trainer(config, workdir, devices)  # validates the config and finds the data before anything is written
+    os.makedirs(workdir, exist_ok=True)
     manager = _checkpoint_manager(workdir, int(tc.get("max_to_keep", 3)))
     resumed = _restore(manager, trainer)
     writer = _MetricWriter(workdir, trainer.progress.step if resumed else None)
     if resumed:
         print(f"Resuming from {manager.directory}/{trainer.progress.step} (epoch {trainer.progress.epoch + 1}, "
               f"batch {trainer.progress.batch})", flush=True)
-    previous = signal.signal(signal.SIGTERM, trainer.request_stop) if _is_main_thread() else None
+    handlers = (
+        {sig: signal.signal(sig, trainer.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        if _is_main_thread() else {}
+    )
     num_epochs = int(tc.num_epochs)
     ckpt_every = int(tc.get("checkpoint_every_steps", 0) or 0)
     last_eval: dict = {}
     try:
         from tqdm.auto import tqdm
+
+        if trainer.progress.epoch >= num_epochs:
+            print(f"{workdir} already holds {trainer.progress.epoch} epochs (config.train.num_epochs={num_epochs}); "
+                  "evaluating its latest checkpoint. Raise --config.train.num_epochs to train further.", flush=True)
+            last_eval = trainer.evaluate("test")
 
         while trainer.progress.epoch < num_epochs:
             epoch = trainer.progress.epoch
@@ -471,13 +580,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, devic
                 bar.set_postfix(loss=f"{float(metrics['loss']):.4f}", acc=f"{float(metrics['accuracy']):.3f}")
                 if trainer._stop_requested:
                     break
-                if ckpt_every and trainer.progress.step % ckpt_every == 0:
+                if (ckpt_every and trainer.progress.step % ckpt_every == 0
+                        and trainer.progress.batch < trainer.steps_per_epoch):  # the epoch's end saves anyway
                     _save(manager, trainer)
             bar.close()
             if trainer._stop_requested:
                 _save(manager, trainer)
-                print(f"SIGTERM: saved checkpoint at step {trainer.progress.step}; rerun the same command to resume.",
-                      flush=True)
+                print(f"Stop requested (SIGTERM/SIGINT): saved checkpoint at step {trainer.progress.step}; rerun the "
+                      "same command to resume.", flush=True)
                 return {"stopped": True, **last_eval}
             trainer.progress.epoch += 1
             trainer.progress.batch = 0
@@ -501,8 +611,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, devic
             _save(manager, trainer)
         return {"stopped": False, **last_eval}
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
         writer.close()
         manager.close()
 
@@ -549,25 +659,15 @@ def load_model(config: ml_collections.ConfigDict, workdir: str, *, step: int | N
     abstract = jax.eval_shape(lambda p, r: {"params": p, "rest": r, "opt_state": tx.init(p)}, params, rest)
     manager = _checkpoint_manager(workdir, 3, create=False)
     try:
-        step = manager.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint found in {ckpt_dir}")
-        try:
-            restored = manager.restore(
-                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
-            )
-        except FileNotFoundError:
-            raise
-        except Exception as e:
-            raise ValueError(
-                f"cannot restore checkpoint {ckpt_dir}/{step} into the model built from this config "
-                f"(was it written with another config.model?): {type(e).__name__}: {e}"
-            ) from e
+        found = _restore_state(manager, abstract, config, step)
     finally:
         manager.close()
-    model = nnx.merge(graphdef, restored["state"]["params"], restored["state"]["rest"])
+    if found is None:
+        raise FileNotFoundError(f"no checkpoint found in {ckpt_dir}")
+    _, state, meta = found
+    model = nnx.merge(graphdef, state["params"], state["rest"])
     model.eval()
-    return model, restored["meta"]
+    return model, meta
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = None, devices=None) -> dict:

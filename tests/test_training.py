@@ -156,7 +156,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_finishes(tmp_path):
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
-    assert "SIGTERM: saved checkpoint at step" in out
+    assert "Stop requested (SIGTERM/SIGINT): saved checkpoint at step" in out
     saved = int(_latest(workdir))
     assert 22 <= saved < 66
     proc = _run(_train_cmd(workdir, "--config.train.num_epochs=3"))
@@ -194,7 +194,8 @@ def test_resume_with_a_different_model_is_refused_and_keeps_the_checkpoint(refer
         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode != 0
-    assert "cannot restore checkpoint" in proc.stderr
+    assert "was written by a run with another model configuration" in proc.stderr
+    assert "config.model.fc: checkpoint [16], this run" in proc.stderr
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
 
 
@@ -253,3 +254,49 @@ def test_batch_not_divisible_by_devices_is_named(tmp_path):
                           timeout=600)
     assert proc.returncode != 0
     assert "config.train.batch_size=12 must be divisible by the device count 8" in proc.stderr
+
+
+def test_checkpoint_every_steps_dividing_the_epoch_and_rerunning_a_finished_run(tmp_path):
+    """22 steps per epoch, a checkpoint every 11: the epoch's end is also a multiple (it used to crash there)."""
+    workdir = str(tmp_path)
+    _run(_train_cmd(workdir, "--config.train.num_epochs=1", "--config.train.checkpoint_every_steps=11"))
+    assert sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()) == [11, 22]
+    rows = _metrics(workdir)
+    proc = _run(_train_cmd(workdir, "--config.train.num_epochs=1", "--config.train.checkpoint_every_steps=11"))
+    assert "already holds 1 epochs" in proc.stdout
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["accuracy"] == rows[-1]["accuracy"]
+    assert _metrics(workdir) == rows  # nothing appended, nothing lost
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(reference_run, tmp_path):
+    import shutil
+
+    workdir = str(tmp_path / "copy")
+    shutil.copytree(reference_run[0], workdir)
+    latest = os.path.join(workdir, "checkpoints", _latest(workdir))
+    previous = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())[-2]
+    for dirpath, _, files in os.walk(os.path.join(latest, "state")):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            if os.path.getsize(path) > 64 and "ocdbt" in dirpath:
+                with open(path, "r+b") as f:
+                    f.truncate(16)
+    proc = _run([sys.executable, os.path.join(ROOT, "train.py"), f"--workdir={workdir}", "--mode=eval", *TINY])
+    assert "trying an older checkpoint" in proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["step"] == previous
+    assert os.path.isdir(latest)  # nothing deleted
+
+
+@pytest.mark.parametrize("override, key", [
+    ("--config.train.eval_batch_size=0", "config.train.eval_batch_size"),
+    ("--config.train.loss=hinge", "config.train.loss"),
+    ("--config.train.num_epochs=0", "config.train.num_epochs"),
+    ("--config.train.learning_rate=-1.0", "config.train.learning_rate"),
+])
+def test_bad_train_config_is_named_before_anything_is_written(tmp_path, override, key):
+    workdir = str(tmp_path / "run")
+    proc = subprocess.run(_train_cmd(workdir, override), cwd=ROOT, env=_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {key}")
+    assert not os.path.exists(workdir)
