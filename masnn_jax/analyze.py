@@ -61,7 +61,7 @@ def main(argv):
             grad_batches=_GRAD_BATCHES.value, energy=_ENERGY.value, batch_stats=batch_stats, bypass=_BYPASS.value,
             figures=_FIGURES.value, out_dir=out_dir, probe_samples=_PROBE.value, raster_neurons=_NEURONS.value,
         )
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
     print(analysis.summary(report, out_dir), flush=True)

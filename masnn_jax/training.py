@@ -400,13 +400,17 @@ def _flat(tree: Any, prefix: str) -> dict[str, Any]:
 
 def config_differences(stored_json: str, config: ml_collections.ConfigDict, sections=("model",)) -> list[str]:
     """Lines ``config.<section>.<key>: checkpoint <a>, this run <b>`` for every value of ``sections`` that differs
-    between a checkpoint's stored config (JSON) and ``config``."""
+    between a checkpoint's stored config (JSON) and ``config``; ``config.model`` keys that only change how the
+    network is computed (:data:`masnn_jax.models.EXECUTION_KEYS`: dtype, conv_impl, remat, ...) are not compared."""
     stored, current = json.loads(stored_json), json.loads(config.to_json())
+    ignored = {f"config.model.{key}" for key in models.EXECUTION_KEYS}
     lines = []
     for section in sections:
         a = _flat(stored.get(section, {}), f"config.{section}")
         b = _flat(current.get(section, {}), f"config.{section}")
         for key in sorted(set(a) | set(b)):
+            if key in ignored:
+                continue
             if a.get(key, "<absent>") != b.get(key, "<absent>"):
                 lines.append(f"{key}: checkpoint {a.get(key, '<absent>')!r}, this run {b.get(key, '<absent>')!r}")
     return lines

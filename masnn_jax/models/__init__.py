@@ -10,7 +10,7 @@ from flax import nnx
 from masnn_jax.layers import neuron_from_config
 from masnn_jax.models.event import ARCHITECTURES, MASNN
 
-__all__ = ["build", "MASNN", "ARCHITECTURES", "MODEL_KEYS"]
+__all__ = ["build", "MASNN", "ARCHITECTURES", "MODEL_KEYS", "EXECUTION_KEYS"]
 
 #: Keys understood under ``config.model`` (for ``name='masnn'``).
 MODEL_KEYS = (
@@ -18,6 +18,10 @@ MODEL_KEYS = (
     "c_ratio", "t_ratio", "sa_kernel", "channel_attention", "spatial_attention", "neuron", "surrogate",
     "checkpoint", "unroll", "dtype", "param_dtype", "conv_impl", "remat",
 )
+
+#: ``config.model`` keys that change how the network is computed, not what it computes or which parameters it has
+#: (a checkpoint written with one value loads with another).
+EXECUTION_KEYS = ("checkpoint", "unroll", "dtype", "conv_impl", "remat")
 
 _DTYPES = {None: None, "float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16, "float64": jnp.float64}
 

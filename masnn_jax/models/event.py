@@ -129,7 +129,8 @@ class MASNN(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         if x.ndim != 5 or tuple(x.shape[2:]) != self.input_shape or x.shape[1] != self.T:
             raise ValueError(
-                f"MASNN expects input (B, T={self.T}, H, W, C={self.input_shape}) channels-last, got shape {x.shape}"
+                f"MASNN expects channels-last input (B, T={self.T}, H={self.input_shape[0]}, W={self.input_shape[1]}, "
+                f"C={self.input_shape[2]}), got shape {tuple(x.shape)}"
             )
         if self.dtype is not None:
             x = x.astype(self.dtype)
