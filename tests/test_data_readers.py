@@ -375,3 +375,69 @@ def test_cifar10dvs_errors(tmp_path):
         f.unlink()
     with pytest.raises(DatasetNotFoundError, match=r"ship"):
         build({"name": "cifar10_dvs", "root": str(tmp_path)}, "train")
+
+
+# --------------------------------------------------------------------------------------------
+# error messages: both Gesture layouts, bad Gait lines, up-front file checks
+
+
+def test_gesture_auto_layout_on_an_empty_root_describes_both_layouts(tmp_path):
+    with pytest.raises(DatasetNotFoundError) as err:
+        build({"name": "dvs_gesture", "root": str(tmp_path), "gesture_layout": "auto"}, "train")
+    msg = str(err.value)
+    assert str(tmp_path) in msg and "gesture_layout='auto'" in msg
+    for part in ("IBM layout", "userXX_<lighting>.aedat", "userXX_<lighting>_labels.csv", "trials_to_train.txt",
+                 "trials_to_test.txt", "tonic layout", "ibmGestureTrain", "{label}.npy"):
+        assert part in msg, part
+    with pytest.raises(ValueError, match="gesture_layout must be 'tonic', 'ibm' or 'auto'"):
+        build({"name": "dvs_gesture", "root": str(tmp_path), "gesture_layout": "npy"}, "train")
+
+
+def test_gait_non_numeric_line_is_named_with_its_number_and_text(tmp_path):
+    p = tmp_path / "rec.txt"
+    p.write_text("5 1 2 1\ngarbage line here\n9 3 4 0\n")
+    with pytest.raises(DataFormatError) as err:
+        read_gait_txt(str(p))
+    msg = str(err.value)
+    assert str(p) in msg and "line 2 is not four numbers 't x y p'" in msg and "'garbage line here'" in msg
+    p.write_text("5 1 2 1\n\n7 3 4 1.5\n")
+    with pytest.raises(DataFormatError, match=r"rec\.txt: line 3 is not four numbers .*'7 3 4 1\.5'.*non-integer"):
+        read_gait_txt(str(p))
+
+
+def test_empty_recordings_are_found_when_the_dataset_is_built(tmp_path):
+    # Gait: an empty .txt among good ones
+    root = tmp_path / "gait"
+    _make_gait(str(root))
+    empty = root / "train" / "1" / "rec1.txt"
+    empty.write_text("")
+    with pytest.raises(DataFormatError) as err:
+        build({"name": "dvs_gait", "root": str(root)}, "train")
+    assert str(empty) in str(err.value) and "1 of 6 recording file(s) are empty (0 bytes)" in str(err.value)
+    assert len(build({"name": "dvs_gait", "root": str(root)}, "test")) == 4  # only the split's files are checked
+    # a broken link is reported as missing
+    empty.unlink()
+    os.symlink(str(root / "nowhere.txt"), str(empty))
+    with pytest.raises(FileNotFoundError, match=r"recording .*rec1\.txt cannot be read"):
+        build({"name": "dvs_gait", "root": str(root)}, "train")
+    # tonic Gesture
+    _make_tonic_gesture(str(tmp_path / "tg"))
+    npy = tmp_path / "tg" / "DVSGesture" / "ibmGestureTest" / "user24_lab" / "4.npy"
+    npy.write_bytes(b"")
+    with pytest.raises(DataFormatError, match=r"tonic layout.*empty \(0 bytes\): .*4\.npy"):
+        build({"name": "dvs_gesture", "root": str(tmp_path / "tg")}, "test")
+    # IBM Gesture
+    ibm = tmp_path / "DvsGesture"
+    _make_ibm(str(ibm))
+    (ibm / "user24_lab.aedat").write_bytes(b"")
+    with pytest.raises(DataFormatError, match=r"IBM layout.*empty \(0 bytes\): .*user24_lab\.aedat"):
+        build({"name": "dvs_gesture", "root": str(ibm)}, "test")
+    # CIFAR10-DVS
+    cifar = tmp_path / "cifar"
+    _make_cifar_mat(str(cifar), per_class=2)
+    for k in range(2):
+        (cifar / "frog" / f"{k}.mat").write_bytes(b"")
+    with pytest.raises(DataFormatError) as err:
+        build({"name": "cifar10_dvs", "root": str(cifar), "cifar_train_fraction": 0.5}, "train")
+    assert "CIFAR10-DVS (mat layout): 1 of 10 recording file(s) are empty" in str(err.value)
+    assert str(cifar / "frog" / "0.mat") in str(err.value)

@@ -11,6 +11,7 @@ Module names equal the official ones, so ``state_dict()`` has the official keys 
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 
@@ -618,3 +619,101 @@ def test_masnn_frames_are_the_transposed_official_ones():
         for name, value in sd.items():
             if name in back:
                 np.testing.assert_array_equal(back[name], np.asarray(value, back[name].dtype), err_msg=name)
+
+
+# --- error messages of the file loader and the command line -----------------------------------------------------
+
+
+def test_garbage_file_is_reported_with_path_reason_and_option(tmp_path):
+    path = tmp_path / "garbage.pth"
+    path.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(ValueError) as err:
+        interop.load_official_state_dict(str(path))
+    msg = str(err.value)
+    assert msg.startswith(f"cannot read {path} as a PyTorch checkpoint (torch.load failed: ")
+    assert msg.endswith("if you trust the file and it holds non-tensor objects, pass weights_only=False")
+    assert "file an issue" not in msg and "\n" not in msg and len(msg) < 400
+    with pytest.raises(ValueError, match=r"cannot read .*garbage\.pth as a PyTorch checkpoint"):
+        interop.load_official_state_dict(str(path), weights_only=False)
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty\.pth .*the file is empty \(0 bytes\)"):
+        interop.from_official_torch(str(empty), _config("TCA", 6, plan=SMALL))
+
+
+def test_reading_a_file_without_torch_says_how_to_install_it(tmp_path, monkeypatch):
+    path = tmp_path / "official.pth"
+    torch.save(_numpy_sd(_config("TCA", 6, plan=SMALL)), path)
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(ImportError) as err:
+        interop.load_official_state_dict(str(path))
+    assert "reading a .pth file" in str(err.value) and str(path) in str(err.value)
+    assert "needs PyTorch" in str(err.value)
+    assert "pip install -c constraints.txt -e '.[parity]' (or any torch)" in str(err.value)
+    model = interop.from_official_torch(_numpy_sd(_config("TCA", 6, plan=SMALL)), _config("TCA", 6, plan=SMALL))
+    with pytest.raises(ImportError, match=r"as_torch=True\) needs PyTorch: pip install"):
+        interop.to_official_torch(model, as_torch=True)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_torch_save_of_the_default_numpy_output_loads_with_weights_only(tmp_path, legacy):
+    config = _config("TCSA", 6, plan=SMALL)
+    model = interop.from_official_torch(_numpy_sd(config, 4), config)
+    sd = interop.to_official_torch(model)  # NumPy arrays (the default)
+    path = tmp_path / "numpy.pth"
+    torch.save({"net": sd, "acc": np.float64(88.5), "epoch": np.int64(3)}, path,
+               _use_new_zipfile_serialization=not legacy)
+    with pytest.raises(pickle.UnpicklingError):  # a plain weights_only load refuses the NumPy globals ...
+        torch.load(path, weights_only=True)
+    loaded = interop.load_official_state_dict(str(path))  # ... this loader allows them (numeric dtypes only)
+    assert list(loaded) == list(sd)
+    for k, v in sd.items():
+        np.testing.assert_array_equal(loaded[k], v)
+    back = interop.to_official_torch(interop.from_official_torch(str(path), config))
+    for k, v in sd.items():
+        np.testing.assert_array_equal(back[k], v)
+    # a file written the recommended way loads with a plain torch.load(weights_only=True)
+    torch.save({"net": interop.to_official_torch(model, as_torch=True)}, tmp_path / "torch.pth")
+    assert set(torch.load(tmp_path / "torch.pth", weights_only=True)["net"]) == set(sd)
+    # NumPy objects that are not numeric arrays are still refused, with the advice
+    torch.save({"net": sd, "names": np.array(["a", 1], dtype=object)}, tmp_path / "object.pth")
+    with pytest.raises(ValueError) as err:
+        interop.load_official_state_dict(str(tmp_path / "object.pth"))
+    msg = str(err.value)
+    assert "object.pth" in msg and "to_official_torch(..., as_torch=True) before torch.save" in msg
+    assert "pass weights_only=False" in msg
+    assert "names" in interop.official.read_torch_file(str(tmp_path / "object.pth"), weights_only=False)
+
+
+def test_command_line_errors_are_one_line(tmp_path):
+    cfg_file = tmp_path / "tiny.py"
+    cfg_file.write_text(TINY_CONFIG)
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"this is not a checkpoint")
+    good = tmp_path / "good.pth"
+    torch.save(_numpy_sd(_load_config_file(cfg_file)), good)
+    flags = [f"--config={cfg_file}", f"--out={tmp_path / 'run'}"]
+    no_torch = ("import runpy, sys; sys.modules['torch'] = None; sys.argv = ['interop', *sys.argv[1:]]; "
+                "runpy.run_module('masnn_jax.interop', run_name='__main__')")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    cases = {
+        "garbage": ([str(garbage), *flags],
+                    f"error: cannot read {garbage} as a PyTorch checkpoint (torch.load failed: ",
+                    "if you trust the file and it holds non-tensor objects, pass --noweights_only"),
+        "missing": ([str(tmp_path / "nope.pth"), *flags], f"error: official checkpoint {tmp_path / 'nope.pth'}",
+                    "does not exist"),
+        "no_torch": ([str(good), *flags], f"error: reading a .pth file ({good}) needs PyTorch",
+                     "pip install -c constraints.txt -e '.[parity]' (or any torch)"),
+    }
+    procs = {}
+    for name, (args, _, _) in cases.items():
+        runner = ["-c", no_torch] if name == "no_torch" else ["-m", "masnn_jax.interop"]
+        procs[name] = subprocess.Popen([sys.executable, *runner, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True)
+    for name, proc in procs.items():
+        _, stderr = proc.communicate(timeout=300)
+        _, start, end = cases[name]
+        errors = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+        assert proc.returncode != 0 and len(errors) == 1, (name, stderr[-3000:])
+        assert errors[0].startswith(start) and errors[0].endswith(end), (name, errors[0])
+        assert "Usage::" not in stderr and "--helpfull" not in stderr and "Traceback" not in stderr, (name, stderr)

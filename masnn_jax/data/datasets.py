@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import stat
 from collections.abc import Sequence
 
 import numpy as np
@@ -361,14 +362,17 @@ class DVSGestureDataset(EventFrameDataset):
     * ``layout='tonic'``: tonic's pre-cut ``.npy`` files (timestamps in ms; 1,077 / 264
       samples), sorted by folder then label.
 
-    ``layout='auto'`` picks 'ibm' when a ``trials_to_train.txt`` is found, else 'tonic'.
+    ``layout='auto'`` picks 'ibm' when a ``trials_to_train.txt`` is found, else 'tonic' (when neither is
+    there, the error describes both layouts). Every recording file of the split is checked up front (one
+    ``os.stat`` each: exists, regular, not empty); contents are checked when first read.
     Official defaults: T = 60, dt = 25 ms, ds = 4 (frames 60x32x32x2), random training windows,
     10 test windows.
 
     Raises:
       ValueError: ``root`` is None or the layout name is unknown.
       DatasetNotFoundError: missing folder / no samples (message names the path and layout).
-      FileNotFoundError, DataFormatError: a listed file is missing or corrupt (names it).
+      FileNotFoundError, DataFormatError: a listed file is missing or empty (when the dataset is built) or
+        corrupt (when read; names it).
     """
 
     def __init__(self, root: str | None, split: str = "train", *, layout: str = "auto", T: int = 60,
@@ -377,14 +381,26 @@ class DVSGestureDataset(EventFrameDataset):
         root = _require_root(root, "dvs_gesture")
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        if layout not in ("auto", "ibm", "tonic"):
+            raise ValueError(f"config.data.gesture_layout must be 'tonic', 'ibm' or 'auto', got {layout!r}")
         if layout == "auto":
             layout = "ibm" if _find_ibm_root(root) is not None else "tonic"
-        if layout == "ibm":
+            if layout == "tonic":
+                try:
+                    self._samples, labels = self._index_tonic(root, split)
+                except DatasetNotFoundError as e:
+                    tonic = str(e).split(". Expected ", 1)[0].replace("DVS Gesture (tonic layout): ", "")
+                    raise DatasetNotFoundError(
+                        f"DVS Gesture (gesture_layout='auto'): {root} holds neither layout: no trials_to_train.txt "
+                        f"in {root} or {os.path.join(root, 'DvsGesture')} (IBM layout), and {tonic} (tonic layout). "
+                        f"Expected either the {IBM_GESTURE_LAYOUT}; or the {TONIC_GESTURE_LAYOUT}"
+                    ) from None
+            else:
+                self._samples, labels = self._index_ibm(root, split)
+        elif layout == "ibm":
             self._samples, labels = self._index_ibm(root, split)
-        elif layout == "tonic":
-            self._samples, labels = self._index_tonic(root, split)
         else:
-            raise ValueError(f"config.data.gesture_layout must be 'tonic', 'ibm' or 'auto', got {layout!r}")
+            self._samples, labels = self._index_tonic(root, split)
         self.layout = layout
         self.root = root
         super().__init__(name="dvs_gesture", split=split, num_classes=11, sensor_size=(128, 128),
@@ -409,6 +425,7 @@ class DVSGestureDataset(EventFrameDataset):
                 raise FileNotFoundError(
                     f"DVS Gesture: {aedat} (listed in trials_to_{split}.txt) not found. Expected {IBM_GESTURE_LAYOUT}"
                 )
+            _check_recordings([aedat], "DVS Gesture (IBM layout)", IBM_GESTURE_LAYOUT)
             for cls, start, end in read_gesture_labels(csv):
                 samples.append((aedat, int(start), int(end)))
                 labels.append(int(cls) - 1)
@@ -446,6 +463,7 @@ class DVSGestureDataset(EventFrameDataset):
             raise DatasetNotFoundError(
                 f"DVS Gesture (tonic layout): no .npy samples under {base}. Expected {TONIC_GESTURE_LAYOUT}"
             )
+        _check_recordings(samples, "DVS Gesture (tonic layout)", TONIC_GESTURE_LAYOUT)
         return samples, labels
 
     def load_events(self, index: int) -> np.ndarray:
@@ -482,7 +500,8 @@ class DVSGaitDataset(EventFrameDataset):
     Raises:
       ValueError: ``root`` None, bad ``lighting``. DatasetNotFoundError: missing split folder
       or no ``.txt`` files (names the path and layout). DataFormatError: a subject folder name
-      that is not an integer 0-20, or a corrupt file (on access).
+      that is not an integer 0-20 or an empty recording (when built; every file is stat'ed), or a
+      corrupt file (when read).
     """
 
     NUM_CLASSES = 21
@@ -521,6 +540,7 @@ class DVSGaitDataset(EventFrameDataset):
                     labels.append(int(sub))
         if not files:
             raise DatasetNotFoundError(f"DVS128 Gait: no .txt recordings under {split_dir}. Expected {GAIT_LAYOUT}")
+        _check_recordings(files, "DVS128 Gait", GAIT_LAYOUT)
         self._files = files
         self.root = base
         self.lighting = lighting
@@ -559,7 +579,8 @@ class CIFAR10DVSDataset(EventFrameDataset):
 
     Raises:
       ValueError: ``root`` None, bad layout/fraction. DatasetNotFoundError: missing root, a
-      class folder missing, or no sample files (names the path and layout).
+      class folder missing, or no sample files (names the path and layout). DataFormatError: an empty
+      recording of the split (when built; every file is stat'ed) or a corrupt one (when read).
     """
 
     def __init__(self, root: str | None, split: str = "train", *, layout: str = "auto",
@@ -601,6 +622,7 @@ class CIFAR10DVSDataset(EventFrameDataset):
             labels += [label] * len(part)
         if not files:
             raise DatasetNotFoundError(f"CIFAR10-DVS: the {split} split of {root} is empty (train_fraction={train_fraction})")
+        _check_recordings(files, f"CIFAR10-DVS ({layout} layout)", CIFAR10DVS_LAYOUT)
         self._files = files
         self.layout = layout
         self.root = root
@@ -627,6 +649,33 @@ def _ms_to_us(dt_ms, key: str) -> int:
     if not v > 0 or us <= 0 or abs(us - v * 1000.0) > 1e-6 * max(1.0, v * 1000.0):
         raise ValueError(f"config.data.{key} must be a positive multiple of 0.001 ms, got {dt_ms!r}")
     return us
+
+
+def _check_recordings(paths: Sequence[str], what: str, expected: str) -> None:
+    """Up-front check of a split's recording files, one ``os.stat`` each (no parsing).
+
+    Raises FileNotFoundError for a file that cannot be stat'ed (e.g. a broken link) and DataFormatError for one that
+    is not a regular file or is empty, naming the path (the first few of the empty ones, and their count) and the
+    expected layout. Contents are checked when a recording is first read.
+    """
+    empty = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            raise FileNotFoundError(
+                f"{what}: recording {path} cannot be read ({e.strerror or e}). Expected {expected}"
+            ) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise DataFormatError(f"{what}: recording {path} is not a regular file. Expected {expected}")
+        if st.st_size == 0:
+            empty.append(path)
+    if empty:
+        more = f" and {len(empty) - 3} more" if len(empty) > 3 else ""
+        raise DataFormatError(
+            f"{what}: {len(empty)} of {len(paths)} recording file(s) are empty (0 bytes): "
+            f"{', '.join(empty[:3])}{more}. Expected {expected}"
+        )
 
 
 def _require_root(root, name: str) -> str:

@@ -233,8 +233,8 @@ def read_gait_txt(path: str) -> np.ndarray:
       ``(N,)`` :data:`EVENT_DTYPE` events in file order.
 
     Raises:
-      FileNotFoundError: missing. DataFormatError: empty, non-integer tokens, or a token count
-        that is not a multiple of 4 (names the file).
+      FileNotFoundError: missing. DataFormatError: empty, or a line that is not four integers (names the
+        file, the first such line's number and its text).
 
     Source: ``DVS128_Gait_txt_to_npy`` in the official ``DVS128_Gait_dataloaders.py``
     (columns t, x, y, p).
@@ -244,13 +244,36 @@ def read_gait_txt(path: str) -> np.ndarray:
         tokens = f.read().split()
     if not tokens:
         raise DataFormatError(f"{path}: empty file (expected lines 't x y p')")
-    if len(tokens) % 4:
-        raise DataFormatError(f"{path}: {len(tokens)} numbers is not a multiple of 4 (lines 't x y p')")
     try:
+        if len(tokens) % 4:
+            raise ValueError
         a = np.array(tokens).astype(np.int64).reshape(-1, 4)
     except ValueError:
-        raise DataFormatError(f"{path}: non-integer value in a 't x y p' line") from None
+        raise DataFormatError(_gait_bad_line(path, len(tokens))) from None
     return make_events(a[:, 1], a[:, 2], polarity_to_index(a[:, 3], what=f"{path}: column p"), a[:, 0])
+
+
+def _gait_bad_line(path: str, n_tokens: int) -> str:
+    """The error message for a Gait file that is not all 't x y p' lines: the first bad line, its number and text."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            fields = raw.split()
+            if not fields:
+                continue
+            ok = len(fields) == 4
+            if ok:
+                try:
+                    [int(v) for v in fields]
+                except ValueError:
+                    ok = False
+            if not ok:
+                text = raw.decode("utf-8", "replace").strip()
+                text = text if len(text) <= 80 else text[:77] + "..."
+                why = f"{len(fields)} fields" if len(fields) != 4 else "a non-integer field"
+                count = f"; the file's {n_tokens} fields are not a multiple of 4" if n_tokens % 4 else ""
+                return (f"{path}: line {number} is not four numbers 't x y p' (integers, t in us): {text!r} "
+                        f"({why}){count}")
+    return f"{path}: {n_tokens} numbers is not a multiple of 4 (lines 't x y p')"
 
 
 # --------------------------------------------------------------------------------------------

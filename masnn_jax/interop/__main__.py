@@ -47,18 +47,22 @@ def main(argv):
         raise app.UsageError("--out is required")
     path = argv[1]
     ckpt_dir = os.path.join(os.path.abspath(_OUT.value), "checkpoints")
+    # errors about the files print as one 'error: ...' line (app.UsageError would add the whole usage text)
     if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
-        raise app.UsageError(f"{ckpt_dir} already holds checkpoints; choose an empty --out directory")
+        sys.exit(f"error: {ckpt_dir} already holds checkpoints; choose an empty --out directory")
     if not os.path.exists(path):
-        raise app.UsageError(f"official checkpoint {path} does not exist")
+        sys.exit(f"error: official checkpoint {path} does not exist")
     logging.set_verbosity(logging.WARNING)  # orbax logs every step of a save at INFO
     import numpy as np
-    import torch
 
     from masnn_jax import interop, training
+    from masnn_jax.interop.official import read_torch_file
 
     config = _CONFIG.value
-    raw = torch.load(path, map_location="cpu", weights_only=_WEIGHTS_ONLY.value)
+    try:  # garbage file, torch missing, NumPy objects under weights_only: one line naming the file and the fix
+        raw = read_torch_file(path, weights_only=_WEIGHTS_ONLY.value, cli=True)
+    except (ValueError, ImportError, OSError) as e:
+        sys.exit(f"error: {e}")
     meta = {}
     if isinstance(raw, dict):
         for key in ("acc", "epoch"):
@@ -68,7 +72,7 @@ def main(argv):
     try:
         state_dict = interop.load_official_state_dict(raw)
         model = interop.from_official_torch(state_dict, config, frames=_FRAMES.value)
-    except ValueError as e:  # StateDictMismatchError lists every key with its shapes
+    except (ValueError, ImportError) as e:  # StateDictMismatchError lists every key with its shapes
         sys.exit(f"error: {e}")
     back = interop.to_official_torch(model, frames=_FRAMES.value, num_batches_tracked=False)
     exact = all(

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections import OrderedDict
 from typing import Any, Callable, Mapping
 
@@ -296,6 +297,92 @@ def _is_state_dict(obj: Any) -> bool:
     )
 
 
+TORCH_INSTALL_HINT = "pip install -c constraints.txt -e '.[parity]' (or any torch)"
+
+
+def _import_torch(path: str):
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(f"reading a .pth file ({path}) needs PyTorch, which is not installed: "
+                          f"{TORCH_INSTALL_HINT}") from None
+    return torch
+
+
+def _numpy_safe_globals() -> list:
+    """The globals ``torch.save`` of NumPy arrays / scalars needs (numpy 1 and 2 module names), no object dtype."""
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray
+    out: list = [np.ndarray, np.dtype]
+    for name in ("_reconstruct", "scalar"):
+        fn = getattr(multiarray, name)
+        out += [(fn, f"numpy.core.multiarray.{name}"), (fn, f"numpy._core.multiarray.{name}")]
+    for code in "?bhilqBHILQefdgFDG":  # numeric dtypes: numpy >= 1.25 pickles their classes (numpy.dtypes.*DType)
+        cls = type(np.dtype(code))
+        if cls is not np.dtype:
+            out.append((cls, f"numpy.dtypes.{cls.__name__}"))
+    return out
+
+
+_TORCH_BOILERPLATE = ("Weights only load failed", "In PyTorch 2.6", "Re-running `torch.load`", "Please file an issue",
+                      "Alternatively", "Check the documentation", "do those steps only")
+
+
+def _short_reason(e: BaseException, path: str) -> str:
+    """torch's reason without its weights_only boilerplate, on one line of at most 200 characters."""
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        return "the file is empty (0 bytes)"
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    text = text.split("Please use `torch.serialization", 1)[0].split("Check the documentation", 1)[0]
+    lines = [ln.strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and not any(b in ln for b in _TORCH_BOILERPLATE)]
+    text = " ".join(" ".join(lines).split()) or type(e).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def read_torch_file(path: str | os.PathLike, *, weights_only: bool = True, cli: bool = False) -> Any:
+    """``torch.load(path, map_location='cpu', weights_only=weights_only)`` with errors that say what to do.
+
+    With ``weights_only`` a file that holds NumPy arrays (e.g. a ``torch.save`` of :func:`to_official_torch`'s
+    default output) is loaded too: the NumPy reconstruction globals (numeric dtypes only) are allowed.
+
+    Raises:
+      FileNotFoundError: no such file. ImportError: torch is not installed.
+      ValueError: the file cannot be read as a PyTorch checkpoint (the message has torch's reason, shortened, and
+        the option to pass: ``weights_only=False``, or ``--noweights_only`` when ``cli``).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"official checkpoint {path} does not exist")
+    torch = _import_torch(path)
+    option = "--noweights_only" if cli else "weights_only=False"
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as e:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
+        first = e
+    if weights_only and "numpy" in str(first) and hasattr(torch.serialization, "safe_globals"):
+        try:
+            with torch.serialization.safe_globals(_numpy_safe_globals()):
+                return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001
+            if "numpy" in str(e):
+                raise ValueError(
+                    f"cannot read {path} as a PyTorch checkpoint (torch.load failed: {_short_reason(e, path)}); it "
+                    "holds NumPy objects that weights_only loading does not accept: save the state dict as torch "
+                    "tensors (to_official_torch(..., as_torch=True) before torch.save), or, if you trust the file, "
+                    f"pass {option}"
+                ) from e
+            first = e  # something else than NumPy objects stops it: the generic message below
+    hint = f"; if you trust the file and it holds non-tensor objects, pass {option}" if weights_only else ""
+    raise ValueError(
+        f"cannot read {path} as a PyTorch checkpoint (torch.load failed: {_short_reason(first, path)}){hint}"
+    ) from first
+
+
 def load_official_state_dict(source: Any, *, weights_only: bool = True) -> "OrderedDict[str, np.ndarray]":
     """Reads an official state dict into ``{name: np.ndarray}`` (``module.`` prefixes removed, order kept).
 
@@ -303,19 +390,18 @@ def load_official_state_dict(source: Any, *, weights_only: bool = True) -> "Orde
       source: a mapping of names to arrays (torch tensors or NumPy), a mapping that holds one under ``'net'`` (what
         the official scripts save), ``'state_dict'`` or ``'model'``, or a path (``str`` / ``os.PathLike``) to a file
         written by ``torch.save`` (``.pth``, ``.pt``, or the official ``.t7``). torch is imported only for a path.
-      weights_only: passed to ``torch.load`` (the official files need nothing else).
+      weights_only: passed to ``torch.load`` (the official files need nothing else; files holding NumPy arrays, as a
+        ``torch.save`` of :func:`to_official_torch`'s default output, load as well).
     Raises:
       ValueError: nothing that looks like a state dict, keys that collide once the prefix is removed, entries that
-        are not arrays.
+        are not arrays; a file that ``torch.load`` cannot read (names it, with torch's reason and the
+        ``weights_only=False`` option).
       FileNotFoundError: a path that does not exist.
+      ImportError: a path given but PyTorch not installed (says how to install it).
     """
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"official checkpoint {path} does not exist")
-        import torch
-
-        source = torch.load(path, map_location="cpu", weights_only=weights_only)
+        source = read_torch_file(path, weights_only=weights_only)
     if not _is_state_dict(source):
         if isinstance(source, Mapping):
             for key in ("net", "state_dict", "model"):
@@ -475,7 +561,9 @@ def to_official_torch(
       model: a :class:`masnn_jax.models.MASNN`.
       config: optional; when given, the model must have the variables of the model ``config`` builds (checked).
       frames: the frame layout the model works on, as in :func:`from_official_torch` (use the same value both ways).
-      as_torch: return ``torch.Tensor`` s (CPU) instead of NumPy arrays.
+      as_torch: return ``torch.Tensor`` s (CPU) instead of NumPy arrays. Use it to write a file the official code
+        loads: ``torch.save({'net': to_official_torch(model, as_torch=True)}, path)`` (a ``torch.save`` of NumPy
+        arrays needs ``weights_only=False`` in a plain ``torch.load``; :func:`load_official_state_dict` reads both).
       num_batches_tracked: add ``BNLayer.num_batches_tracked`` (int64 0; masnn-jax does not count batches) so that a
         strict ``load_state_dict`` of the official network accepts the dict.
       prefix: prepended to every key, e.g. ``'module.'`` for an ``nn.DataParallel`` model.
@@ -499,7 +587,10 @@ def to_official_torch(
         if num_batches_tracked and e.name.endswith(".BNLayer.running_var"):
             out[prefix + e.name[: -len("running_var")] + "num_batches_tracked"] = np.zeros((), np.int64)
     if as_torch:
-        import torch
+        try:
+            import torch
+        except ImportError:
+            raise ImportError(f"to_official_torch(as_torch=True) needs PyTorch: {TORCH_INSTALL_HINT}") from None
 
         out = OrderedDict((k, torch.from_numpy(np.array(v))) for k, v in out.items())
     return out
