@@ -22,7 +22,7 @@ from masnn_jax import neurons
 from masnn_jax import ops
 from masnn_jax import surrogate as surrogate_lib
 
-__all__ = ["torch_default_init", "neuron_from_config", "SpikingNeuron", "ConvAttLIF", "DenseAttLIF"]
+__all__ = ["torch_default_init", "neuron_from_config", "BatchNorm", "SpikingNeuron", "ConvAttLIF", "DenseAttLIF"]
 
 
 def torch_default_init(fan_in: int):
@@ -81,13 +81,55 @@ def neuron_from_config(neuron_cfg: Any, surrogate_cfg: Any | None = None) -> neu
     raise ValueError(f"config.model.neuron.kind must be one of {_NEURON_KINDS}, got {kind!r}")
 
 
-def _batch_norm(features: int, momentum: float, dtype, param_dtype, rngs: nnx.Rngs) -> nnx.BatchNorm:
-    """``nnx.BatchNorm`` (eps 1e-5 as PyTorch) whose running statistics are kept in ``param_dtype`` too (Flax keeps
-    them in float32 otherwise, which would break float64 end-to-end computation)."""
-    bn = nnx.BatchNorm(features, momentum=momentum, epsilon=1e-5, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    bn.mean = nnx.BatchStat(bn.mean[...].astype(param_dtype))
-    bn.var = nnx.BatchStat(bn.var[...].astype(param_dtype))
-    return bn
+class BatchNorm(nnx.Module):
+    """Batch normalisation over every axis but the last, with PyTorch's ``nn.BatchNorm{1,2}d`` semantics.
+
+    Training mode (``use_running_average=False``): normalises with the batch mean and the *biased* batch variance,
+    and updates ``mean <- momentum·mean + (1 − momentum)·batch_mean`` and ``var <- momentum·var + (1 −
+    momentum)·batch_var·n/(n − 1)`` with the *unbiased* variance, as PyTorch does (``n`` values per channel);
+    ``nnx.BatchNorm`` would use the biased one there. Eval mode normalises with the running statistics.
+    ``model.train()`` / ``model.eval()`` switch ``use_running_average``.
+
+    Args:
+      features: channels (last axis). momentum: Flax convention (0.9 = PyTorch's momentum 0.1). epsilon: 1e-5.
+      dtype: computation dtype (None: the input's, promoted with the parameters'); param_dtype: dtype of ``scale``,
+        ``bias`` and of the running statistics ``mean`` and ``var``.
+    Call: ``bn(x)``, ``x`` of shape ``(N, ..., features)`` -> same shape.
+    Source: ``torch.nn.BatchNorm2d`` as used after every conv / linear layer of ``MA_SNN/module/LIF_Module.py``.
+    """
+
+    def __init__(self, features: int, *, momentum: float = 0.9, epsilon: float = 1e-5, dtype=None,
+                 param_dtype=jnp.float32, use_running_average: bool = False, rngs: nnx.Rngs | None = None):
+        self.scale = nnx.Param(jnp.ones((features,), param_dtype))
+        self.bias = nnx.Param(jnp.zeros((features,), param_dtype))
+        self.mean = nnx.BatchStat(jnp.zeros((features,), param_dtype))
+        self.var = nnx.BatchStat(jnp.ones((features,), param_dtype))
+        self.momentum, self.epsilon, self.dtype = momentum, epsilon, dtype
+        self.use_running_average = use_running_average
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        dtype = self.dtype or jnp.promote_types(x.dtype, self.scale[...].dtype)
+        stat_dtype = jnp.promote_types(dtype, jnp.float32)  # statistics in at least float32 (bf16 compute)
+        xs = x.astype(stat_dtype)
+        if self.use_running_average:
+            mean, var = self.mean[...].astype(stat_dtype), self.var[...].astype(stat_dtype)
+        else:
+            axes = tuple(range(x.ndim - 1))
+            mean = jnp.mean(xs, axis=axes)
+            var = jnp.mean(jnp.square(xs - mean), axis=axes)
+            n = x.size // x.shape[-1]
+            m = self.momentum
+            self.mean[...] = (m * self.mean[...] + (1 - m) * jax.lax.stop_gradient(mean)).astype(self.mean.dtype)
+            unbiased = jax.lax.stop_gradient(var) * (n / max(n - 1, 1))
+            self.var[...] = (m * self.var[...] + (1 - m) * unbiased).astype(self.var.dtype)
+        y = (xs - mean) * jax.lax.rsqrt(var + self.epsilon)
+        y = y * self.scale[...].astype(stat_dtype) + self.bias[...].astype(stat_dtype)
+        return y.astype(dtype)
+
+
+def _batch_norm(features: int, momentum: float, dtype, param_dtype, rngs: nnx.Rngs) -> BatchNorm:
+    """The layers' BatchNorm (eps 1e-5, PyTorch's running-variance update)."""
+    return BatchNorm(features, momentum=momentum, epsilon=1e-5, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
 
 def _sow_activity(layer: nnx.Module, out: jax.Array) -> None:
