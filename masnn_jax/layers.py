@@ -145,7 +145,6 @@ class SpikingNeuron(nnx.Module):
 
     Args:
       params: ``LIFParams`` (static), or a dict of :class:`~masnn_jax.neurons.PLIF` keyword arguments.
-      features: channel count (PLIF gets one τ per layer, shape ``()``, as SpikingJelly's default).
       checkpoint, unroll: passed to :func:`~masnn_jax.neurons.lif`.
     Call:
       ``neuron(x, transform=None, return_v=False)``, ``x`` of shape ``(B, T, ...)``; returns spikes (or LIAF
@@ -172,7 +171,25 @@ class SpikingNeuron(nnx.Module):
         )
 
 
-class ConvAttLIF(nnx.Module):
+class _SpikingLayer(nnx.Module):
+    """What ConvAttLIF and DenseAttLIF share: pre-activation -> attention -> neuron scan -> optional activity sow.
+
+    Subclasses set ``attention`` (:class:`~masnn_jax.attention.MultiDimensionalAttention`), ``neuron``
+    (:class:`SpikingNeuron`) and ``record``, and define ``preactivation``. In 'input' placement
+    ``attention.input_transform`` is the whole official block (ReLU included); in 'membrane' placement it is TA only
+    and CA/SA run on the membrane potential inside the scan.
+    """
+
+    def __call__(self, x: jax.Array, *, return_v: bool = False):
+        y = self.attention.input_transform(self.preactivation(x))
+        transform = self.attention.membrane_transform if self.attention.has_membrane_stage else None
+        out = self.neuron(y, transform=transform, return_v=return_v)
+        if self.record:
+            _sow_activity(self, out[0] if return_v else out)
+        return out
+
+
+class ConvAttLIF(_SpikingLayer):
     """Conv 3×3 (bias) -> BatchNorm over B·T -> AvgPool(k) -> attention -> LIF, on ``(B, T, H, W, C_in)``.
 
     Args:
@@ -252,7 +269,6 @@ class ConvAttLIF(nnx.Module):
             rngs=rngs,
             param_dtype=param_dtype,
         )
-        self.placement = placement
         self.neuron = SpikingNeuron(neuron, checkpoint=checkpoint, unroll=unroll, param_dtype=param_dtype)
         self.record = False
 
@@ -269,21 +285,9 @@ class ConvAttLIF(nnx.Module):
             y = nnx.avg_pool(y, (self.pool, self.pool), strides=(self.pool, self.pool))
         return y.reshape((b, t) + y.shape[1:])
 
-    def __call__(self, x: jax.Array, *, return_v: bool = False):
-        y = self.preactivation(x)
-        if self.placement == "membrane":
-            y = self.attention.input_transform(y)
-            transform = self.attention.membrane_transform if self.attention.has_membrane_stage else None
-        else:
-            y = self.attention(y)
-            transform = None
-        out = self.neuron(y, transform=transform, return_v=return_v)
-        if self.record:
-            _sow_activity(self, out[0] if return_v else out)
-        return out
 
 
-class DenseAttLIF(nnx.Module):
+class DenseAttLIF(_SpikingLayer):
     """Linear (bias) -> BatchNorm1d over B·T -> TA (if the scheme has T) -> LIF, on ``(B, T, N_in)``.
 
     Args: as :class:`ConvAttLIF` (``placement`` decides only whether TA is followed by the official ReLU); only the temporal part of ``attention`` is used (the official code gives fully
@@ -329,7 +333,6 @@ class DenseAttLIF(nnx.Module):
             scheme, T, out_features, t_ratio=t_ratio, placement=placement, fc=True, rngs=rngs,
             param_dtype=param_dtype,
         )
-        self.placement = placement
         self.neuron = SpikingNeuron(neuron, checkpoint=checkpoint, unroll=unroll, param_dtype=param_dtype)
         self.record = False
 
@@ -341,12 +344,3 @@ class DenseAttLIF(nnx.Module):
         y = self.bn(self.linear(x.reshape(b * t, -1)))
         return y.reshape(b, t, -1)
 
-    def __call__(self, x: jax.Array, *, return_v: bool = False):
-        y = self.preactivation(x)
-        # TA only: on the whole sequence, with the official trailing ReLU in 'input' placement, without it in the
-        # paper's 'membrane' placement.
-        y = self.attention.input_transform(y) if self.placement == "membrane" else self.attention(y)
-        out = self.neuron(y, return_v=return_v)
-        if self.record:
-            _sow_activity(self, out[0] if return_v else out)
-        return out

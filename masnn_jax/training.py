@@ -369,6 +369,14 @@ class Trainer:
 # --- checkpoints ---------------------------------------------------------------------------------------------------
 
 
+def _existing_checkpoint_dir(workdir: str) -> str:
+    """``<workdir>/checkpoints``; FileNotFoundError (naming it) when it does not exist."""
+    ckpt_dir = os.path.join(os.path.abspath(workdir), "checkpoints")
+    if not os.path.isdir(ckpt_dir):
+        raise FileNotFoundError(f"no checkpoints in {ckpt_dir}: train first, or pass the --workdir of a trained run")
+    return ckpt_dir
+
+
 def _checkpoint_manager(workdir: str, max_to_keep: int, create: bool = True) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(
         os.path.join(os.path.abspath(workdir), "checkpoints"),
@@ -653,9 +661,7 @@ def load_model(config: ml_collections.ConfigDict, workdir: str, *, step: int | N
     Raises:
       FileNotFoundError: no checkpoint there. ValueError: a checkpoint that does not fit the model.
     """
-    ckpt_dir = os.path.join(os.path.abspath(workdir), "checkpoints")
-    if not os.path.isdir(ckpt_dir):
-        raise FileNotFoundError(f"no checkpoints in {ckpt_dir}: train first, or pass the --workdir of a trained run")
+    ckpt_dir = _existing_checkpoint_dir(workdir)
     # Built abstractly: the restore overwrites every value, so no initialiser needs to run (or compile).
     model = nnx.eval_shape(lambda: models.build(config.model, rngs=nnx.Rngs(int(config.seed))))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -681,9 +687,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *, step
       FileNotFoundError: no checkpoint in ``<workdir>/checkpoints``.
       ValueError: a checkpoint that does not fit the model built from ``config``.
     """
-    ckpt_dir = os.path.join(os.path.abspath(workdir), "checkpoints")
-    if not os.path.isdir(ckpt_dir):
-        raise FileNotFoundError(f"no checkpoints in {ckpt_dir}: train first, or pass --workdir of a trained run")
+    ckpt_dir = _existing_checkpoint_dir(workdir)
     trainer = Trainer(config, workdir, devices, need_train_data=False)
     manager = _checkpoint_manager(workdir, 3, create=False)
     try:
