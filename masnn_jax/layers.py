@@ -10,6 +10,7 @@ Source: ``MA_SNN/module/LIF_Module.py`` (``ConvAttLIF``, ``AttLIF``) of the offi
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -107,24 +108,68 @@ class BatchNorm(nnx.Module):
         self.momentum, self.epsilon, self.dtype = momentum, epsilon, dtype
         self.use_running_average = use_running_average
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        dtype = self.dtype or jnp.promote_types(x.dtype, self.scale[...].dtype)
-        stat_dtype = jnp.promote_types(dtype, jnp.float32)  # statistics in at least float32 (bf16 compute)
-        xs = x.astype(stat_dtype)
+    def statistics(self, x: jax.Array, moments: tuple[jax.Array, jax.Array] | None = None
+                   ) -> tuple[jax.Array, jax.Array]:
+        """The ``(mean, var)`` (each ``(features,)``, at least float32) that normalise ``x`` of shape
+        ``(N, ..., features)``: the running statistics in eval mode; in training mode the batch mean and biased
+        variance (``moments`` when given, already computed from ``x``, e.g. by :func:`masnn_jax.ops.conv_moments`),
+        after updating the running statistics as described in the class docstring."""
+        stat_dtype = jnp.promote_types(self._dtype(x), jnp.float32)  # statistics in at least float32 (bf16 compute)
         if self.use_running_average:
-            mean, var = self.mean[...].astype(stat_dtype), self.var[...].astype(stat_dtype)
-        else:
-            axes = tuple(range(x.ndim - 1))
-            mean = jnp.mean(xs, axis=axes)
-            var = jnp.mean(jnp.square(xs - mean), axis=axes)
-            n = x.size // x.shape[-1]
-            m = self.momentum
-            self.mean[...] = (m * self.mean[...] + (1 - m) * jax.lax.stop_gradient(mean)).astype(self.mean.dtype)
-            unbiased = jax.lax.stop_gradient(var) * (n / max(n - 1, 1))
-            self.var[...] = (m * self.var[...] + (1 - m) * unbiased).astype(self.var.dtype)
-        y = (xs - mean) * jax.lax.rsqrt(var + self.epsilon)
-        y = y * self.scale[...].astype(stat_dtype) + self.bias[...].astype(stat_dtype)
+            return self.mean[...].astype(stat_dtype), self.var[...].astype(stat_dtype)
+        mean, var = batch_moments(x, stat_dtype) if moments is None else moments
+        n = x.size // x.shape[-1]
+        m = self.momentum
+        self.mean[...] = (m * self.mean[...] + (1 - m) * jax.lax.stop_gradient(mean)).astype(self.mean.dtype)
+        unbiased = jax.lax.stop_gradient(var) * (n / max(n - 1, 1))
+        self.var[...] = (m * self.var[...] + (1 - m) * unbiased).astype(self.var.dtype)
+        return mean, var
+
+    def normalize(self, x: jax.Array, mean: jax.Array, var: jax.Array) -> jax.Array:
+        """``(x − mean) / sqrt(var + eps) · scale + bias`` for any ``x`` of shape ``(..., features)`` (a chunk of
+        the batch that :meth:`statistics` saw, for example); returns the compute dtype. Updates nothing."""
+        dtype = self._dtype(x)
+        y = (x.astype(mean.dtype) - mean) * jax.lax.rsqrt(var + self.epsilon)
+        y = y * self.scale[...].astype(mean.dtype) + self.bias[...].astype(mean.dtype)
         return y.astype(dtype)
+
+    def _dtype(self, x: jax.Array):
+        return self.dtype or jnp.promote_types(x.dtype, self.scale[...].dtype)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        mean, var = self.statistics(x)
+        return self.normalize(x, mean, var)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def batch_moments(x: jax.Array, dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
+    """Per-channel mean and biased variance of ``x`` ``(N, ..., C)`` over every axis but the last, computed in
+    ``dtype``; returns two ``(C,)`` arrays.
+
+    Same values and gradients as ``mean(x)``, ``mean((x − mean)²)`` written in ``jax.numpy``, but the backward pass
+    keeps only ``x`` (in its own dtype) and the mean, not a float32 copy of ``x − mean``: one activation-sized buffer
+    less per BatchNorm in training. Gradient: ``dx = dmean/N + 2·dvar·(x − mean)/N``.
+    """
+    return _batch_moments_fwd(x, dtype)[0]
+
+
+def _batch_moments_fwd(x, dtype):
+    xs = x.astype(dtype)
+    axes = tuple(range(x.ndim - 1))
+    mean = jnp.mean(xs, axis=axes)
+    var = jnp.mean(jnp.square(xs - mean), axis=axes)
+    return (mean, var), (x, mean)
+
+
+def _batch_moments_bwd(dtype, res, cts):
+    x, mean = res
+    dmean, dvar = cts
+    n = x.size // x.shape[-1]
+    dx = (dmean + 2.0 * dvar * (x.astype(dtype) - mean)) / n
+    return (dx.astype(x.dtype),)
+
+
+batch_moments.defvjp(_batch_moments_fwd, _batch_moments_bwd)
 
 
 def _batch_norm(features: int, momentum: float, dtype, param_dtype, rngs: nnx.Rngs) -> BatchNorm:
@@ -181,12 +226,17 @@ class _SpikingLayer(nnx.Module):
     """
 
     def __call__(self, x: jax.Array, *, return_v: bool = False):
-        y = self.attention.input_transform(self.preactivation(x))
-        transform = self.attention.membrane_transform if self.attention.has_membrane_stage else None
-        out = self.neuron(y, transform=transform, return_v=return_v)
+        out = self.fire(self.preactivation(x), return_v=return_v)
         if self.record:
             _sow_activity(self, out[0] if return_v else out)
         return out
+
+    def fire(self, y: jax.Array, *, return_v: bool = False):
+        """Attention and the neuron loop on the pre-activation ``y`` ``(B, T, ...)``: spikes (and the membrane trace
+        when ``return_v``). Updates no state, so it may run inside ``jax.lax.map``/``jax.checkpoint``."""
+        y = self.attention.input_transform(y)
+        transform = self.attention.membrane_transform if self.attention.has_membrane_stage else None
+        return self.neuron(y, transform=transform, return_v=return_v)
 
 
 class ConvAttLIF(_SpikingLayer):
@@ -236,10 +286,15 @@ class ConvAttLIF(_SpikingLayer):
         checkpoint: bool = False,
         unroll: int = 1,
         conv_impl: str = "auto",
+        batch_chunks: int = 1,
         dtype=None,
         param_dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
+        if not isinstance(batch_chunks, int) or isinstance(batch_chunks, bool) or batch_chunks < 1:
+            raise ValueError(f"config.model.batch_chunks must be an integer >= 1, got {batch_chunks!r}")
+        self.batch_chunks = batch_chunks
+        self.conv_impl = ops.resolve_conv_impl(conv_impl)
         fan_in = in_features * kernel_size * kernel_size
         self.in_features, self.out_features, self.pool = in_features, out_features, pool
         self.conv = ops.conv(
@@ -272,19 +327,58 @@ class ConvAttLIF(_SpikingLayer):
         self.neuron = SpikingNeuron(neuron, checkpoint=checkpoint, unroll=unroll, param_dtype=param_dtype)
         self.record = False
 
-    def preactivation(self, x: jax.Array) -> jax.Array:
-        """Conv -> BN -> pool on the merged batch; ``(B, T, H, W, C_in)`` -> ``(B, T, H', W', C_out)``."""
+    def _conv_bn_statistics(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Conv on the merged batch and the BN statistics of its output: ``(B, T, H, W, C_in)`` -> ``z`` ``(B·T, H,
+        W, C_out)``, mean, var (running statistics updated in training mode). With the im2col conv in training mode
+        one fused op (:func:`masnn_jax.ops.conv_moments`) computes both, so the backward pass keeps only ``z``."""
         if x.ndim != 5 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"ConvAttLIF expects (B, T, H, W, {self.in_features}) channels-last input, got shape {x.shape}"
             )
         b, t = x.shape[:2]
-        y = self.conv(x.reshape((b * t,) + x.shape[2:]))
-        y = self.bn(y)
+        x = x.reshape((b * t,) + x.shape[2:])
+        conv = self.conv
+        if self.conv_impl == "im2col" and not self.bn.use_running_average and conv.bias is not None:
+            x, kernel, bias = nnx.nn.dtypes.promote_dtype((x, conv.kernel[...], conv.bias[...]), dtype=conv.dtype)
+            stat_dtype = jnp.promote_types(self.bn._dtype(x), jnp.float32)
+            z, mean, var = ops.conv_moments(x, kernel, bias, (1, 1), tuple(map(tuple, conv.padding)), ops.DEFAULT_CHUNK_ELEMENTS,
+                                            stat_dtype)
+            return z, *self.bn.statistics(z, (mean, var))
+        z = conv(x)
+        return z, *self.bn.statistics(z)
+
+    def _normalize_pool(self, z: jax.Array, mean: jax.Array, var: jax.Array, b: int) -> jax.Array:
+        """BN with given statistics, then pooling: ``(b·T, H, W, C)`` -> ``(b, T, H', W', C)``."""
+        y = self.bn.normalize(z, mean, var)
         if self.pool > 1:
             y = nnx.avg_pool(y, (self.pool, self.pool), strides=(self.pool, self.pool))
-        return y.reshape((b, t) + y.shape[1:])
+        return y.reshape((b, z.shape[0] // b) + y.shape[1:])
 
+    def preactivation(self, x: jax.Array) -> jax.Array:
+        """Conv -> BN -> pool on the merged batch; ``(B, T, H, W, C_in)`` -> ``(B, T, H', W', C_out)``."""
+        return self._normalize_pool(*self._conv_bn_statistics(x), x.shape[0])
+
+    def __call__(self, x: jax.Array, *, return_v: bool = False):
+        """See the class docstring. With ``batch_chunks = n > 1`` the part after the convolution (BN with the
+        whole batch's statistics, pooling, attention, neuron loop) runs as a ``jax.lax.map`` over n chunks of the
+        batch, each ``jax.checkpoint``-ed: the backward pass keeps only the conv output and recomputes one chunk at a
+        time. Same values and gradients as n = 1 (the BN statistics and their gradients still cover the whole
+        batch). Chunk i holds samples ``i·B/n ... (i+1)·B/n − 1``; n is reduced to ``gcd(n, B)``. Meant for one
+        device: with the batch sharded over devices keep n = 1 (each device already holds only its share)."""
+        b = x.shape[0]
+        n = math.gcd(self.batch_chunks, b)
+        if n == 1:
+            return super().__call__(x, return_v=return_v)
+        z, mean, var = self._conv_bn_statistics(x)
+
+        def chunk(zc):
+            return self.fire(self._normalize_pool(zc, mean, var, b // n), return_v=return_v)
+
+        outs = jax.lax.map(jax.checkpoint(chunk), z.reshape((n, -1) + z.shape[1:]))
+        out = jax.tree.map(lambda o: o.reshape((b,) + o.shape[2:]), outs)
+        if self.record:
+            _sow_activity(self, out[0] if return_v else out)
+        return out
 
 
 class DenseAttLIF(_SpikingLayer):

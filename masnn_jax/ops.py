@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-__all__ = ["CONV_IMPLS", "resolve_conv_impl", "conv_general_dilated_im2col", "im2col_conv", "conv"]
+__all__ = ["CONV_IMPLS", "resolve_conv_impl", "conv_general_dilated_im2col", "im2col_conv", "conv_moments", "conv"]
 
 #: Accepted values of ``config.model.conv_impl``.
 CONV_IMPLS = ("auto", "xla", "im2col")
@@ -124,6 +124,101 @@ def im2col_conv(
     xs = x.reshape((chunks, n // chunks) + x.shape[1:])
     ys = jax.lax.map(jax.checkpoint(body), xs)
     return ys.reshape((n,) + ys.shape[2:])
+
+
+def _conv_geometry(x_shape, kernel_shape, strides, padding):
+    n, h, w, cin = x_shape
+    kh, kw, kcin, cout = kernel_shape
+    if kcin != cin:
+        raise ValueError(f"conv: input has {cin} channels but the kernel expects {kcin}")
+    strides = tuple(int(s) for s in strides)
+    if isinstance(padding, str):
+        pads = jax.lax.padtype_to_pads((h, w), (kh, kw), strides, padding)
+    else:
+        pads = tuple(tuple(int(v) for v in p) for p in padding)
+    ho = (h + pads[0][0] + pads[0][1] - kh) // strides[0] + 1
+    wo = (w + pads[1][0] + pads[1][1] - kw) // strides[1] + 1
+    return strides, pads, (ho, wo)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
+def conv_moments(x, kernel, bias, strides=(1, 1), padding=((1, 1), (1, 1)), chunk_elements=DEFAULT_CHUNK_ELEMENTS,
+                 stat_dtype=jnp.float32):
+    """Convolution plus bias (im2col, NHWC/HWIO) fused with the per-channel batch moments of its output.
+
+    Args:
+      x: ``(N, H, W, Cin)``; kernel: ``(kh, kw, Cin, Cout)``; bias: ``(Cout,)`` (cast to the output dtype).
+      strides, padding: as :func:`im2col_conv`; chunk_elements: bound on one chunk's patch matrix;
+      stat_dtype: dtype of the moments (at least float32).
+    Returns:
+      ``(z, mean, var)``: ``z = conv(x, kernel) + bias`` ``(N, H', W', Cout)`` in the promoted dtype of x and
+      kernel; ``mean`` and biased ``var`` ``(Cout,)`` of ``z`` over N, H', W' (what a training-mode BatchNorm
+      normalises with). Moments are computed per chunk (two-pass within the chunk) and merged with Chan et al.'s
+      pairwise formula, so no activation-sized temporary is made for them.
+    Gradients: exactly those of the unfused ``conv + bias`` followed by ``mean``/``var``. The backward pass keeps
+    only ``x``, the kernel, ``z`` and the mean, applies the moments' gradient to ``dz`` in one elementwise pass and
+    runs the convolution's backward chunk by chunk (patches recomputed), so the peak memory of a conv → BN layer's
+    backward is ``z``, ``dz`` and ``dx`` — the memory design of ``benchmarks/BENCHMARKS.md``.
+    Raises:
+      ValueError: channel mismatch between ``x`` and ``kernel``.
+    """
+    return _conv_moments_fwd(x, kernel, bias, strides, padding, chunk_elements, stat_dtype)[0]
+
+
+def _conv_moments_fwd(x, kernel, bias, strides, padding, chunk_elements, stat_dtype):
+    n = x.shape[0]
+    kh, kw, cin, cout = kernel.shape
+    strides, pads, (ho, wo) = _conv_geometry(x.shape, kernel.shape, strides, padding)
+    k = kh * kw * cin
+    dtype = jnp.promote_types(x.dtype, kernel.dtype)
+    w2 = kernel.reshape(k, cout).astype(dtype)
+    b = bias.astype(dtype)
+
+    def body(xc):
+        p = _patches(xc, kh, kw, strides, pads, (ho, wo)).reshape(-1, k).astype(dtype)
+        zc = jnp.dot(p, w2) + b
+        zs = zc.astype(stat_dtype)
+        mu = jnp.mean(zs, axis=0)
+        m2 = jnp.sum(jnp.square(zs - mu), axis=0)
+        return zc.reshape(xc.shape[0], ho, wo, cout), mu, m2
+
+    chunks = _chunk_count(n, ho * wo, k, chunk_elements)
+    z, mu, m2 = jax.lax.map(body, x.reshape((chunks, n // chunks) + x.shape[1:]))
+    z = z.reshape((n,) + z.shape[2:])
+    rows = (n // chunks) * ho * wo
+    mean = jnp.mean(mu, axis=0)
+    var = (jnp.sum(m2, axis=0) + rows * jnp.sum(jnp.square(mu - mean), axis=0)) / (n * ho * wo)
+    return (z, mean, var), (x, kernel, bias, z, mean)
+
+
+def _conv_moments_bwd(strides, padding, chunk_elements, stat_dtype, res, cts):
+    x, kernel, bias, z, mean = res
+    dz, dmean, dvar = cts
+    n = x.shape[0]
+    kh, kw, cin, cout = kernel.shape
+    strides, pads, (ho, wo) = _conv_geometry(x.shape, kernel.shape, strides, padding)
+    k = kh * kw * cin
+    count = n * ho * wo
+    dz = (dz.astype(stat_dtype) + (dmean + 2.0 * dvar * (z.astype(stat_dtype) - mean)) / count).astype(z.dtype)
+    db = jnp.sum(dz.reshape(-1, cout).astype(stat_dtype), axis=0)
+    w2 = kernel.reshape(k, cout).astype(z.dtype)
+    patches = functools.partial(_patches, kh=kh, kw=kw, strides=strides, pads=pads, out_hw=(ho, wo))
+
+    def body(dw, xs):
+        xc, dzc = xs
+        p, transpose = jax.vjp(patches, xc.astype(z.dtype))
+        dzm = dzc.reshape(-1, cout)
+        dw = dw + jnp.dot(p.reshape(-1, k).T, dzm, preferred_element_type=dw.dtype)
+        (dxc,) = transpose(jnp.dot(dzm, w2.T).reshape(p.shape))
+        return dw, dxc.astype(x.dtype)
+
+    chunks = _chunk_count(n, ho * wo, k, chunk_elements)
+    split = lambda a: a.reshape((chunks, n // chunks) + a.shape[1:])
+    dw, dx = jax.lax.scan(body, jnp.zeros((k, cout), jnp.promote_types(z.dtype, jnp.float32)), (split(x), split(dz)))
+    return dx.reshape(x.shape), dw.reshape(kernel.shape).astype(kernel.dtype), db.astype(bias.dtype)
+
+
+conv_moments.defvjp(_conv_moments_fwd, _conv_moments_bwd)
 
 
 def conv_general_dilated_im2col(

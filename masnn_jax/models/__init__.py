@@ -16,12 +16,12 @@ __all__ = ["build", "MASNN", "ARCHITECTURES", "MODEL_KEYS", "EXECUTION_KEYS"]
 MODEL_KEYS = (
     "name", "arch", "input_shape", "T", "num_classes", "channels", "pools", "fc", "attention", "placement",
     "c_ratio", "t_ratio", "sa_kernel", "channel_attention", "spatial_attention", "neuron", "surrogate",
-    "checkpoint", "unroll", "dtype", "param_dtype", "conv_impl", "remat",
+    "checkpoint", "unroll", "dtype", "param_dtype", "conv_impl", "remat", "batch_chunks",
 )
 
 #: ``config.model`` keys that change how the network is computed, not what it computes or which parameters it has
 #: (a checkpoint written with one value loads with another).
-EXECUTION_KEYS = ("checkpoint", "unroll", "dtype", "conv_impl", "remat")
+EXECUTION_KEYS = ("checkpoint", "unroll", "dtype", "conv_impl", "remat", "batch_chunks")
 
 _DTYPES = {None: None, "float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16, "float64": jnp.float64}
 
@@ -49,6 +49,8 @@ def build(model_config: Mapping[str, Any], *, rngs: nnx.Rngs) -> nnx.Module:
     - ``checkpoint``, ``unroll``: neuron scan options; ``dtype`` (computation, e.g. 'bfloat16'), ``param_dtype``.
     - ``conv_impl``: 'auto' (im2col on CPU, XLA/cuDNN elsewhere) | 'xla' | 'im2col' (:mod:`masnn_jax.ops`).
     - ``remat``: 'none' | 'layer' (recompute each spiking layer in the backward pass; keeps only layer inputs).
+    - ``batch_chunks``: n >= 1; conv layers run BN/pool/attention/neuron over n checkpointed chunks of the batch
+      (lower peak memory in training, same results; see :class:`~masnn_jax.layers.ConvAttLIF`).
 
     Returns:
       an ``nnx.Module`` taking ``(B, T, H, W, C)`` float frames and returning ``(B, num_classes)``.

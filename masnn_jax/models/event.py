@@ -58,6 +58,8 @@ class MASNN(nnx.Module):
       conv_impl: 'auto' | 'xla' | 'im2col' (see :mod:`masnn_jax.ops`).
       remat: 'none', or 'layer': each spiking layer is ``jax.checkpoint``-ed so that only its input (spikes) is kept
         for the backward pass and the rest is recomputed there — memory grows with T by the layer inputs alone.
+      batch_chunks: conv layers run everything after the convolution over this many checkpointed chunks of the
+        batch (:class:`~masnn_jax.layers.ConvAttLIF`); 1 = off.
       rngs: ``nnx.Rngs`` for initialisation.
     Call:
       ``model(x)`` with ``x`` float ``(B, T, H, W, C)`` -> ``(B, num_classes)``: time-averaged output of the last
@@ -88,6 +90,7 @@ class MASNN(nnx.Module):
         unroll: int = 1,
         conv_impl: str = "auto",
         remat: str = "none",
+        batch_chunks: int = 1,
         dtype=None,
         param_dtype=jnp.float32,
         rngs: nnx.Rngs,
@@ -113,7 +116,7 @@ class MASNN(nnx.Module):
                 layers_lib.ConvAttLIF(
                     c_in, c_out, pool=pool, c_ratio=c_ratio, sa_kernel=sa_kernel,
                     channel_attention=channel_attention, spatial_attention=spatial_attention, conv_impl=conv_impl,
-                    **common,
+                    batch_chunks=batch_chunks, **common,
                 )
             )
             c_in, h, w = c_out, h // pool, w // pool
