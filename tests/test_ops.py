@@ -129,10 +129,12 @@ def _loss_and_grads(cfg, x):
 
 
 @pytest.mark.parametrize("overrides", [{"conv_impl": "im2col"}, {"remat": "layer"},
-                                       {"conv_impl": "im2col", "remat": "layer"}])
+                                       {"conv_impl": "im2col", "remat": "layer"}, {"batch_chunks": 2},
+                                       {"conv_impl": "im2col", "batch_chunks": 2}, {"batch_chunks": 3},
+                                       {"conv_impl": "im2col", "batch_chunks": 2, "placement": "membrane"}])
 def test_model_options_keep_results(overrides):
     x = jnp.asarray(np.random.default_rng(0).poisson(0.5, (2, 4, 8, 8, 2)), jnp.float32)
-    ref = _loss_and_grads(_tiny(conv_impl="xla"), x)
+    ref = _loss_and_grads(_tiny(conv_impl="xla", placement=overrides.get("placement", "input")), x)
     new = _loss_and_grads(_tiny(**({"conv_impl": "xla"} | overrides)), x)
     for a, b in zip(jax.tree_util.tree_leaves(ref), jax.tree_util.tree_leaves(new)):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
@@ -143,3 +145,67 @@ def test_model_option_validation():
         models.build(_tiny(remat="all"), rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="conv_impl"):
         models.build(_tiny(conv_impl="fast"), rngs=nnx.Rngs(0))
+    for bad in (0, -2, 1.5, "4", True):
+        with pytest.raises(ValueError, match="config.model.batch_chunks"):
+            models.build(_tiny(batch_chunks=bad), rngs=nnx.Rngs(0))
+
+
+def _moments_ref(x, k, b, stride, padding):
+    z = _ref(x, k, stride, padding) + b
+    mean = jnp.mean(z, axis=(0, 1, 2))
+    return z, mean, jnp.mean(jnp.square(z - mean), axis=(0, 1, 2))
+
+
+@pytest.mark.parametrize("chunk", [None, 64])
+@pytest.mark.parametrize("case", CASES[:3] + CASES[4:5])
+def test_conv_moments_matches_unfused_f64(case, chunk, x64):
+    """conv + bias and its batch mean / biased variance, values and gradients (arbitrary cotangents on all three
+    outputs), equal to lax.conv_general_dilated followed by jnp.mean / jnp.var in float64."""
+    stride, padding = case[6], case[7]
+    x, k, g = _data(case, jnp.float64)
+    rng = np.random.default_rng(1)
+    b = jnp.asarray(rng.standard_normal(k.shape[-1]), jnp.float64)
+    gm, gv = (jnp.asarray(rng.standard_normal(k.shape[-1]), jnp.float64) for _ in range(2))
+    pads = padding if isinstance(padding, str) else tuple(map(tuple, padding))
+    new = lambda x, k, b: ops.conv_moments(x, k, b, (stride, stride), pads, chunk, jnp.float64)  # noqa: E731
+    ref = lambda x, k, b: _moments_ref(x, k, b, stride, padding)  # noqa: E731
+    for a, r in zip(new(x, k, b), ref(x, k, b)):
+        np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-12)
+
+    def scalar(f):
+        return lambda x, k, b: (lambda z, m, v: jnp.vdot(z, g) + jnp.vdot(m, gm) + jnp.vdot(v, gv))(*f(x, k, b))
+
+    for a, r in zip(jax.grad(scalar(new), (0, 1, 2))(x, k, b), jax.grad(scalar(ref), (0, 1, 2))(x, k, b)):
+        np.testing.assert_allclose(a, r, rtol=1e-11, atol=1e-11)
+
+
+def test_conv_moments_chunked_statistics_f32():
+    """The chunk-wise (Chan) merge of the moments is as accurate as the two-pass formula in float32, also for data
+    with a large mean (where E[z^2] - E[z]^2 would lose digits)."""
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.standard_normal((16, 8, 8, 3)) + 50.0, jnp.float32)
+    k = jnp.asarray(rng.standard_normal((3, 3, 3, 4)) / 5, jnp.float32)
+    b = jnp.asarray([100.0, -3.0, 0.5, 0.0], jnp.float32)
+    z, mean, var = ops.conv_moments(x, k, b, (1, 1), ((1, 1), (1, 1)), 256)
+    z64 = np.asarray(z, np.float64)
+    np.testing.assert_allclose(mean, z64.mean(axis=(0, 1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(var, z64.var(axis=(0, 1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(z, _ref(x, k, 1, ((1, 1), (1, 1))) + b, rtol=1e-5, atol=1e-4)
+
+
+def test_batch_chunks_lower_compiled_memory():
+    """batch_chunks = 4 must shrink the compiled temp memory of a conv layer's fwd + bwd (the whole point of the
+    option): the backward then holds one chunk's BN/attention/neuron intermediates instead of the whole batch's."""
+    from masnn_jax import layers, neurons
+
+    def temp_bytes(chunks):
+        layer = layers.ConvAttLIF(8, 32, T=24, neuron=neurons.masnn_official(), pool=2, attention="TCSA",
+                                  conv_impl="im2col", batch_chunks=chunks, t_ratio=4, rngs=nnx.Rngs(0))
+        gd, st = nnx.split(layer)
+        x = jnp.zeros((8, 24, 32, 32, 8), jnp.float32)
+        loss = lambda st, x: jnp.sum(nnx.merge(gd, st, copy=True)(x))  # noqa: E731
+        compiled = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(st, x).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
+
+    one, four = temp_bytes(1), temp_bytes(4)
+    assert four < 0.7 * one, (one, four)
