@@ -294,6 +294,10 @@ class ConvAttLIF(_SpikingLayer):
         if not isinstance(batch_chunks, int) or isinstance(batch_chunks, bool) or batch_chunks < 1:
             raise ValueError(f"config.model.batch_chunks must be an integer >= 1, got {batch_chunks!r}")
         self.batch_chunks = batch_chunks
+        self.data_shards = 1  # devices the batch is sharded over (set by the Trainer; see __call__)
+        # True when the input is known to be 0/1 spikes (set by MASNN for conv layers after the first): the backward
+        # pass then keeps the input as int8 (ops.conv_moments).
+        self.binary_input = False
         self.conv_impl = ops.resolve_conv_impl(conv_impl)
         fan_in = in_features * kernel_size * kernel_size
         self.in_features, self.out_features, self.pool = in_features, out_features, pool
@@ -341,8 +345,8 @@ class ConvAttLIF(_SpikingLayer):
         if self.conv_impl == "im2col" and not self.bn.use_running_average and conv.bias is not None:
             x, kernel, bias = nnx.nn.dtypes.promote_dtype((x, conv.kernel[...], conv.bias[...]), dtype=conv.dtype)
             stat_dtype = jnp.promote_types(self.bn._dtype(x), jnp.float32)
-            z, mean, var = ops.conv_moments(x, kernel, bias, (1, 1), tuple(map(tuple, conv.padding)), ops.DEFAULT_CHUNK_ELEMENTS,
-                                            stat_dtype)
+            z, mean, var = ops.conv_moments(x, kernel, bias, (1, 1), tuple(map(tuple, conv.padding)),
+                                            ops.DEFAULT_CHUNK_ELEMENTS, stat_dtype, self.binary_input)
             return z, *self.bn.statistics(z, (mean, var))
         z = conv(x)
         return z, *self.bn.statistics(z)
@@ -363,19 +367,36 @@ class ConvAttLIF(_SpikingLayer):
         whole batch's statistics, pooling, attention, neuron loop) runs as a ``jax.lax.map`` over n chunks of the
         batch, each ``jax.checkpoint``-ed: the backward pass keeps only the conv output and recomputes one chunk at a
         time. Same values and gradients as n = 1 (the BN statistics and their gradients still cover the whole
-        batch). Chunk i holds samples ``i·B/n ... (i+1)·B/n − 1``; n is reduced to ``gcd(n, B)``. Meant for one
-        device: with the batch sharded over devices keep n = 1 (each device already holds only its share)."""
+        batch). With the batch sharded over ``data_shards`` devices (set by :class:`masnn_jax.training.Trainer`),
+        every chunk takes ``B/(n·data_shards)`` samples from each device's share, so each device works on its own
+        rows in every chunk. n is reduced to ``gcd(n, B/data_shards)``."""
         b = x.shape[0]
-        n = math.gcd(self.batch_chunks, b)
+        d = math.gcd(self.data_shards, b)
+        per_shard = b // d
+        n = math.gcd(self.batch_chunks, per_shard)
         if n == 1:
             return super().__call__(x, return_v=return_v)
         z, mean, var = self._conv_bn_statistics(x)
+        # (d, n, rows of one chunk of one shard, ...) -> chunk-major (n, d, ...); a plain reshape when d == 1 (XLA
+        # copies on a swap even with a size-1 axis).
+        if d == 1:
+            zs = z.reshape((n, -1) + z.shape[1:])
+        else:
+            zs = jnp.swapaxes(z.reshape((d, n, -1) + z.shape[1:]), 0, 1)
 
         def chunk(zc):
-            return self.fire(self._normalize_pool(zc, mean, var, b // n), return_v=return_v)
+            zc = zc.reshape((-1,) + z.shape[1:])
+            return self.fire(self._normalize_pool(zc, mean, var, d * per_shard // n), return_v=return_v)
 
-        outs = jax.lax.map(jax.checkpoint(chunk), z.reshape((n, -1) + z.shape[1:]))
-        out = jax.tree.map(lambda o: o.reshape((b,) + o.shape[2:]), outs)
+        outs = jax.lax.map(jax.checkpoint(chunk), zs)
+
+        def unchunk(o):  # (n, d·B/(n·d), T, ...) -> (B, T, ...), samples back in batch order
+            if d == 1:
+                return o.reshape((b,) + o.shape[2:])
+            o = o.reshape((n, d, per_shard // n) + o.shape[2:])
+            return jnp.swapaxes(o, 0, 1).reshape((b,) + o.shape[3:])
+
+        out = jax.tree.map(unchunk, outs)
         if self.record:
             _sow_activity(self, out[0] if return_v else out)
         return out

@@ -141,15 +141,17 @@ def _conv_geometry(x_shape, kernel_shape, strides, padding):
     return strides, pads, (ho, wo)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6, 7))
 def conv_moments(x, kernel, bias, strides=(1, 1), padding=((1, 1), (1, 1)), chunk_elements=DEFAULT_CHUNK_ELEMENTS,
-                 stat_dtype=jnp.float32):
+                 stat_dtype=jnp.float32, binary_input=False):
     """Convolution plus bias (im2col, NHWC/HWIO) fused with the per-channel batch moments of its output.
 
     Args:
       x: ``(N, H, W, Cin)``; kernel: ``(kh, kw, Cin, Cout)``; bias: ``(Cout,)`` (cast to the output dtype).
       strides, padding: as :func:`im2col_conv`; chunk_elements: bound on one chunk's patch matrix;
       stat_dtype: dtype of the moments (at least float32).
+      binary_input: the caller guarantees that ``x`` holds only 0 and 1 (spikes): the backward pass then keeps
+        ``x`` as int8 (a quarter of float32), which is exact. Wrong for other inputs — leave False there.
     Returns:
       ``(z, mean, var)``: ``z = conv(x, kernel) + bias`` ``(N, H', W', Cout)`` in the promoted dtype of x and
       kernel; ``mean`` and biased ``var`` ``(Cout,)`` of ``z`` over N, H', W' (what a training-mode BatchNorm
@@ -162,10 +164,10 @@ def conv_moments(x, kernel, bias, strides=(1, 1), padding=((1, 1), (1, 1)), chun
     Raises:
       ValueError: channel mismatch between ``x`` and ``kernel``.
     """
-    return _conv_moments_fwd(x, kernel, bias, strides, padding, chunk_elements, stat_dtype)[0]
+    return _conv_moments_fwd(x, kernel, bias, strides, padding, chunk_elements, stat_dtype, binary_input)[0]
 
 
-def _conv_moments_fwd(x, kernel, bias, strides, padding, chunk_elements, stat_dtype):
+def _conv_moments_fwd(x, kernel, bias, strides, padding, chunk_elements, stat_dtype, binary_input):
     n = x.shape[0]
     kh, kw, cin, cout = kernel.shape
     strides, pads, (ho, wo) = _conv_geometry(x.shape, kernel.shape, strides, padding)
@@ -188,11 +190,13 @@ def _conv_moments_fwd(x, kernel, bias, strides, padding, chunk_elements, stat_dt
     rows = (n // chunks) * ho * wo
     mean = jnp.mean(mu, axis=0)
     var = (jnp.sum(m2, axis=0) + rows * jnp.sum(jnp.square(mu - mean), axis=0)) / (n * ho * wo)
-    return (z, mean, var), (x, kernel, bias, z, mean)
+    saved = (x.astype(jnp.int8), jnp.zeros((0,), x.dtype)) if binary_input else (x, None)
+    return (z, mean, var), (saved, kernel, bias, z, mean)
 
 
-def _conv_moments_bwd(strides, padding, chunk_elements, stat_dtype, res, cts):
-    x, kernel, bias, z, mean = res
+def _conv_moments_bwd(strides, padding, chunk_elements, stat_dtype, binary_input, res, cts):
+    (x, x_dtype), kernel, bias, z, mean = res
+    x_dtype = x.dtype if x_dtype is None else x_dtype.dtype
     dz, dmean, dvar = cts
     n = x.shape[0]
     kh, kw, cin, cout = kernel.shape
@@ -210,7 +214,7 @@ def _conv_moments_bwd(strides, padding, chunk_elements, stat_dtype, res, cts):
         dzm = dzc.reshape(-1, cout)
         dw = dw + jnp.dot(p.reshape(-1, k).T, dzm, preferred_element_type=dw.dtype)
         (dxc,) = transpose(jnp.dot(dzm, w2.T).reshape(p.shape))
-        return dw, dxc.astype(x.dtype)
+        return dw, dxc.astype(x_dtype)
 
     chunks = _chunk_count(n, ho * wo, k, chunk_elements)
     split = lambda a: a.reshape((chunks, n // chunks) + a.shape[1:])

@@ -216,7 +216,8 @@ DATA_PARALLEL = textwrap.dedent(
     config.train.optimizer = "sgd"; config.train.momentum = 0.0; config.train.learning_rate = 0.5
     assert jax.device_count() == 8, jax.devices()
     out = {{}}
-    for n in (1, 8):
+    for n, chunks in ((1, 1), (8, 1), (8, 2), (1, 4)):
+        config.model.batch_chunks = chunks  # 2 on 8 devices: each chunk takes 1 of every device's 2 samples
         trainer = training.Trainer(config, "/tmp/unused", devices=jax.devices()[:n])
         out["initial"] = dict(checksum=[float(np.abs(np.asarray(l, np.float64)).sum())
                                         for l in jax.tree_util.tree_leaves(trainer.state["params"])])
@@ -226,7 +227,7 @@ DATA_PARALLEL = textwrap.dedent(
         state, metrics = trainer._train_step(trainer.state, frames, labels)
         state, metrics2 = trainer._train_step(state, frames, labels)
         leaves = [np.asarray(x, np.float64) for x in jax.tree_util.tree_leaves(state["params"])]
-        out[n] = dict(loss=float(metrics["loss"]), loss2=float(metrics2["loss"]),
+        out[f"{{n}}x{{chunks}}"] = dict(loss=float(metrics["loss"]), loss2=float(metrics2["loss"]),
                       checksum=[float(np.abs(l).sum()) for l in leaves])
     print(json.dumps(out))
     """
@@ -240,11 +241,13 @@ def test_data_parallel_step_on_8_cpu_devices_matches_1(tmp_path):
                           timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    one, eight = out["1"], out["8"]
-    assert eight["loss"] == pytest.approx(one["loss"], rel=1e-5)
-    assert eight["loss2"] == pytest.approx(one["loss2"], rel=1e-4)
-    np.testing.assert_allclose(eight["checksum"], one["checksum"], rtol=1e-5)
-    assert eight["checksum"] != out["initial"]["checksum"]  # the step changed the parameters
+    one = out["1x1"]
+    for key in ("8x1", "8x2", "1x4"):  # 8 devices; 8 devices with batch_chunks=2; 1 device with batch_chunks=4
+        other = out[key]
+        assert other["loss"] == pytest.approx(one["loss"], rel=1e-5), key
+        assert other["loss2"] == pytest.approx(one["loss2"], rel=1e-4), key
+        np.testing.assert_allclose(other["checksum"], one["checksum"], rtol=1e-5, err_msg=key)
+    assert one["checksum"] != out["initial"]["checksum"]  # the step changed the parameters
 
 
 def test_batch_not_divisible_by_devices_is_named(tmp_path):

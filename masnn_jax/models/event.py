@@ -120,9 +120,18 @@ class MASNN(nnx.Module):
                 )
             )
             c_in, h, w = c_out, h // pool, w // pool
+        emits_spikes = isinstance(neuron, dict) or neuron.output == "spike"  # PLIF kwargs, or LIFParams
+        for layer in convs[1:]:
+            layer.binary_input = emits_spikes  # its input is the previous layer's 0/1 spikes
         self.convs = nnx.List(convs)
         sizes = [c_in * h * w, *fc, self.num_classes]
         self.fcs = nnx.List([layers_lib.DenseAttLIF(a, b, **common) for a, b in zip(sizes[:-1], sizes[1:])])
+
+    def set_data_shards(self, shards: int) -> None:
+        """Tells the conv layers over how many devices the batch axis is sharded, so that ``batch_chunks`` chunks
+        take rows from every device (see :meth:`masnn_jax.layers.ConvAttLIF.__call__`). Changes no result."""
+        for layer in self.convs:
+            layer.data_shards = int(shards)
 
     @property
     def spiking_layers(self) -> list[nnx.Module]:
