@@ -254,14 +254,18 @@ class ConvAttLIF(_SpikingLayer):
       c_ratio, t_ratio, sa_kernel, channel_attention, spatial_attention: attention options.
       bn_momentum: running-statistics momentum in Flax's convention (0.9 = PyTorch's default 0.1).
       conv_impl: 'auto' | 'xla' | 'im2col', the convolution's implementation (:func:`masnn_jax.ops.conv`; the
-        parameters are an ``nnx.Conv``'s either way).
+        parameters are an ``nnx.Conv``'s either way). With 'im2col' in training mode the conv and the BN batch
+        statistics run as one fused op (:func:`masnn_jax.ops.conv_moments`).
+      batch_chunks: n >= 1; n > 1 runs BN, pooling, attention and the neuron loop over n ``jax.checkpoint``-ed
+        chunks of the batch (see :meth:`__call__`): same results, less memory (and faster on CPU).
       dtype: computation dtype (None: from inputs and parameters); param_dtype: parameter dtype.
     Call:
       ``layer(x)`` with x ``(B, T, H, W, C_in)`` -> spikes ``(B, T, H//pool, W//pool, C_out)``. With
       ``return_v=True`` also the membrane trace. When the layer's ``record`` attribute is True it sows per-sample spike
       counts as the ``nnx.Intermediate`` ``activity`` (see :func:`_sow_activity`).
     Raises:
-      ValueError: x not rank 5, or with a channel count other than ``in_features``.
+      ValueError: x not rank 5, or with a channel count other than ``in_features``; ``batch_chunks`` not an
+        integer >= 1 (named ``config.model.batch_chunks``).
     Source: ``MA_SNN/module/LIF_Module.py`` ``ConvAttLIF``.
     """
 

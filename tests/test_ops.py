@@ -209,3 +209,24 @@ def test_batch_chunks_lower_compiled_memory():
 
     one, four = temp_bytes(1), temp_bytes(4)
     assert four < 0.7 * one, (one, four)
+
+
+def test_batch_chunks_with_data_shards_keep_results():
+    """With the batch split over 2 data shards (the layout the Trainer declares on 2 devices), every chunk takes
+    rows of both shards and the samples come back in batch order: same loss, gradients and BN statistics."""
+    x = jnp.asarray(np.random.default_rng(3).poisson(0.5, (4, 4, 8, 8, 2)), jnp.float32)
+    ref = _loss_and_grads(_tiny(conv_impl="xla"), x)
+
+    model = models.build(_tiny(conv_impl="im2col", batch_chunks=2), rngs=nnx.Rngs(0))
+    model.set_data_shards(2)
+    model.train()
+    gd, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def loss(p):
+        m = nnx.merge(gd, p, rest, copy=True)
+        return jnp.mean(jnp.square(m(x) - 0.5)), nnx.state(m, nnx.BatchStat)
+
+    new = jax.value_and_grad(loss, has_aux=True)(params)
+    new = (new[0][0], new[1], new[0][1])
+    for a, b in zip(jax.tree_util.tree_leaves(ref), jax.tree_util.tree_leaves(new)):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
