@@ -11,6 +11,10 @@ Memory: the patch matrix is ``kh·kw`` times the input. It is built and consumed
 ``jax.lax.map`` whose body is ``jax.checkpoint``-ed, so neither the forward nor the backward pass ever holds more
 than one chunk's patches, and nothing but the layer input is saved for the backward pass.
 
+In training, :class:`masnn_jax.layers.ConvAttLIF` calls :func:`conv_moments` instead: the same im2col convolution
+with the bias added and BatchNorm's batch mean and variance computed chunk by chunk inside the same loop, with a
+hand-written backward pass that keeps only the input, the output and the mean (see ``benchmarks/BENCHMARKS.md``).
+
 Implementations (``config.model.conv_impl``): 'xla' (``lax.conv_general_dilated``), 'im2col', or 'auto' (im2col on
 CPU, XLA's — i.e. cuDNN's — convolution on GPU/TPU), resolved by :func:`resolve_conv_impl` when the model is built.
 """
@@ -74,6 +78,21 @@ def _chunk_count(n: int, rows_per_sample: int, k: int, chunk_elements: int | Non
     return n
 
 
+def _conv_geometry(x_shape, kernel_shape, strides, padding):
+    n, h, w, cin = x_shape
+    kh, kw, kcin, cout = kernel_shape
+    if kcin != cin:
+        raise ValueError(f"im2col conv: input has {cin} channels but the kernel expects {kcin}")
+    strides = tuple(int(s) for s in strides)
+    if isinstance(padding, str):
+        pads = jax.lax.padtype_to_pads((h, w), (kh, kw), strides, padding)
+    else:
+        pads = tuple(tuple(int(v) for v in p) for p in padding)
+    ho = (h + pads[0][0] + pads[0][1] - kh) // strides[0] + 1
+    wo = (w + pads[1][0] + pads[1][1] - kw) // strides[1] + 1
+    return strides, pads, (ho, wo)
+
+
 def im2col_conv(
     x: jax.Array,
     kernel: jax.Array,
@@ -97,17 +116,9 @@ def im2col_conv(
       NHWC output, equal to ``lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=('NHWC',
       'HWIO', 'NHWC'))`` up to summation order.
     """
-    n, h, w, cin = x.shape
-    kh, kw, kcin, cout = kernel.shape
-    if kcin != cin:
-        raise ValueError(f"im2col_conv: input has {cin} channels but the kernel expects {kcin}")
-    strides = tuple(int(s) for s in strides)
-    if isinstance(padding, str):
-        pads = jax.lax.padtype_to_pads((h, w), (kh, kw), strides, padding)
-    else:
-        pads = [tuple(int(v) for v in p) for p in padding]
-    ho = (h + pads[0][0] + pads[0][1] - kh) // strides[0] + 1
-    wo = (w + pads[1][0] + pads[1][1] - kw) // strides[1] + 1
+    n = x.shape[0]
+    kh, kw, cin, cout = kernel.shape
+    strides, pads, (ho, wo) = _conv_geometry(x.shape, kernel.shape, strides, padding)
     k = kh * kw * cin
     w2 = kernel.reshape(k, cout)
 
@@ -124,21 +135,6 @@ def im2col_conv(
     xs = x.reshape((chunks, n // chunks) + x.shape[1:])
     ys = jax.lax.map(jax.checkpoint(body), xs)
     return ys.reshape((n,) + ys.shape[2:])
-
-
-def _conv_geometry(x_shape, kernel_shape, strides, padding):
-    n, h, w, cin = x_shape
-    kh, kw, kcin, cout = kernel_shape
-    if kcin != cin:
-        raise ValueError(f"conv: input has {cin} channels but the kernel expects {kcin}")
-    strides = tuple(int(s) for s in strides)
-    if isinstance(padding, str):
-        pads = jax.lax.padtype_to_pads((h, w), (kh, kw), strides, padding)
-    else:
-        pads = tuple(tuple(int(v) for v in p) for p in padding)
-    ho = (h + pads[0][0] + pads[0][1] - kh) // strides[0] + 1
-    wo = (w + pads[1][0] + pads[1][1] - kw) // strides[1] + 1
-    return strides, pads, (ho, wo)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6, 7))
