@@ -108,8 +108,9 @@ def test_resolve_conv_impl():
 
 
 def _tiny(**kw):
+    # v_th 0.05: the tiny net fires in every layer, so outputs and gradients are not trivially zero
     cfg = dict(arch="custom", input_shape=(8, 8, 2), T=4, num_classes=3, channels=(4, 4), pools=(1, 2), fc=(8,),
-               attention="TCSA", t_ratio=2, c_ratio=2)
+               attention="TCSA", t_ratio=2, c_ratio=2, neuron={"kind": "masnn_official", "v_th": 0.05})
     cfg.update(kw)
     return cfg
 
@@ -131,11 +132,18 @@ def _loss_and_grads(cfg, x):
 @pytest.mark.parametrize("overrides", [{"conv_impl": "im2col"}, {"remat": "layer"},
                                        {"conv_impl": "im2col", "remat": "layer"}, {"batch_chunks": 2},
                                        {"conv_impl": "im2col", "batch_chunks": 2}, {"batch_chunks": 3},
-                                       {"conv_impl": "im2col", "batch_chunks": 2, "placement": "membrane"}])
+                                       {"conv_impl": "im2col", "batch_chunks": 2, "placement": "membrane"},
+                                       {"conv_impl": "im2col", "batch_chunks": 2, "neuron": {"kind": "plif", "v_threshold": 0.05}}])
 def test_model_options_keep_results(overrides):
     x = jnp.asarray(np.random.default_rng(0).poisson(0.5, (2, 4, 8, 8, 2)), jnp.float32)
-    ref = _loss_and_grads(_tiny(conv_impl="xla", placement=overrides.get("placement", "input")), x)
+    same_network = {k: v for k, v in overrides.items() if k in ("placement", "neuron")}
+    ref = _loss_and_grads(_tiny(conv_impl="xla", **same_network), x)
     new = _loss_and_grads(_tiny(**({"conv_impl": "xla"} | overrides)), x)
+    assert 0.0 < float(ref[0]) < 0.25  # 0.25 = every output 0 (no spike reached the classifier)
+    kernels = [g for path, g in jax.tree_util.tree_flatten_with_path(ref[1])[0]
+               if any(name in jax.tree_util.keystr(path) for name in ("['conv']['kernel']", "['linear']['kernel']"))]
+    assert len(kernels) == 6  # 2 conv layers, their 2 spatial-attention convs, 2 dense layers
+    assert all(float(jnp.abs(g).max()) > 0 for g in kernels)
     for a, b in zip(jax.tree_util.tree_leaves(ref), jax.tree_util.tree_leaves(new)):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
 
