@@ -33,10 +33,57 @@ def gesture_model_config(T: int, attention: str = "TCSA", dtype: str | None = No
     ``overrides`` applied."""
     from masnn_jax.config import base_config
 
-    cfg = base_config(dataset="dvs_gesture", arch="dvs_gesture", T=T, attention=attention, c_ratio=8, t_ratio=5,
-                      a=0.5).model.to_dict()
+    cfg = base_config(dataset="dvs_gesture", arch="dvs_gesture", T=T, attention=attention, c_ratio=8,
+                      t_ratio=gesture_t_ratio(T), a=0.5).model.to_dict()
     cfg.update(dtype=dtype, **overrides)
     return cfg
+
+
+def gesture_t_ratio(T: int) -> int:
+    """The official temporal-attention reduction 5, or 1 when T < 5 (T // 5 would leave the MLP no hidden unit)."""
+    return 5 if T >= 5 else 1
+
+
+def parse_set(items) -> dict:
+    """``["key=value", ...]`` (``--jax-set``) -> dict; values are JSON when they parse (8, true, "xla"), else strings.
+
+    Raises:
+      SystemExit(2): an item without ``=`` or with an empty key, printed as one ``error:`` line.
+    """
+    out = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise SystemExit(f"error: --jax-set expects KEY=VALUE (a config.model key), got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def check_model_config(cfg: dict) -> None:
+    """Builds ``cfg`` abstractly (``nnx.eval_shape``: no parameters allocated) so that a bad ``--jax-set`` is reported
+    by the parent process as one line, before any child starts.
+
+    Raises:
+      SystemExit(2): the library's ValueError message (it names the ``config.model`` key).
+    """
+    from flax import nnx
+
+    from masnn_jax import models
+
+    try:
+        nnx.eval_shape(lambda: models.build(cfg, rngs=nnx.Rngs(0)))
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def execution_options(cfg: dict) -> dict:
+    """The ``config.model`` keys that decide how the step runs (defaults included), for the JSON rows."""
+    from masnn_jax import models
+
+    return {key: cfg.get(key) for key in models.EXECUTION_KEYS}
 
 
 def make_train_step(model_cfg: dict, *, batch: int, seed: int = 0, donate: bool = True):

@@ -3,7 +3,8 @@
 Every point runs in its own child process (its peak RSS — or, on a GPU, the device's peak allocation — is its own)
 and prints one JSON line (``sweep`` = 'T' | 'batch' | 'depth'). Model: the DVS128 Gesture net (TCSA, fp32) through
 the real train step; the depth sweep uses a custom plan of ``d`` conv layers of 64 channels on 32x32 input
-(pools 2 on the first ``min(d, 3)`` layers... then 1) and reports compile time.
+(pools 2 on the first ``min(d, 3)`` layers... then 1) and reports compile time only (its rows have
+``step_seconds`` null).
 
 Usage::
 
@@ -25,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import _jaxbench as jb  # noqa: E402
-from vs_spikingjelly import _parse_set  # noqa: E402
+_parse_set = jb.parse_set
 
 
 def _ints(s: str) -> list[int]:
@@ -45,8 +46,6 @@ def child(point: dict, args) -> dict:
                          fc=(256,)) | overrides
     t = point["T"]
     cfg = jb.gesture_model_config(t, attention=args.attention, dtype=dtype, **overrides)
-    if t < cfg["t_ratio"]:
-        cfg["t_ratio"] = 1
     step, state, frames, labels = jb.make_train_step(cfg, batch=point["batch"])
     steps = 0 if point["sweep"] == "depth" else args.steps
     gflops, compile_s = jb.cost_gflops(step, state, frames, labels, reference=jb.flops_reference(cfg, point["batch"]))
@@ -56,7 +55,7 @@ def child(point: dict, args) -> dict:
     return dict(point) | dict(
         framework="masnn-jax", model="dvs_gesture" if point["sweep"] != "depth" else f"custom_{point['depth']}conv",
         attention=args.attention, T=t, batch=point["batch"], dtype=args.dtype, devices=jb.devices_str(),
-        options=_parse_set(args.jax_set),
+        options=_parse_set(args.jax_set), execution=jb.execution_options(cfg),
         step_seconds=jb.summary(times), compile_seconds=compile_s, first_step_seconds=first, peak_rss_mb=mem,
         memory_kind=kind, gflops=gflops, gflops_per_s=(gflops / med if gflops and med else None),
     )
@@ -86,9 +85,12 @@ def main(argv=None):
     points = [dict(sweep="T", T=t, batch=args.base_batch) for t in _ints(args.T)]
     points += [dict(sweep="batch", T=args.base_T, batch=b) for b in _ints(args.batch)]
     points += [dict(sweep="depth", T=8, batch=4, depth=d) for d in _ints(args.depth)]
+    # a bad --jax-set is one line here, not a traceback from every child
+    jb.check_model_config(jb.gesture_model_config(args.base_T, attention=args.attention, **_parse_set(args.jax_set)))
     env = dict(os.environ)
     if not args.no_hugetlb:
         env["GLIBC_TUNABLES"] = "glibc.malloc.hugetlb=1"
+    failed = 0
     base = [sys.executable, os.path.abspath(__file__), "--steps", str(args.steps), "--attention", args.attention,
             "--dtype", args.dtype, "--threads", str(args.threads)]
     for item in args.jax_set:
@@ -98,8 +100,11 @@ def main(argv=None):
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         if proc.returncode or not lines:
             print(json.dumps(point | {"error": proc.stderr[-3000:], "returncode": proc.returncode}), flush=True)
+            failed += 1
             continue
         print(json.dumps(json.loads(lines[-1]) | {"glibc_tunables": env.get("GLIBC_TUNABLES", "")}), flush=True)
+    if failed:
+        raise SystemExit(f"error: {failed} point(s) failed (their stderr is in the 'error' lines above)")
 
 
 if __name__ == "__main__":

@@ -42,15 +42,7 @@ import _jaxbench as jb  # noqa: E402
 GESTURE = dict(channels=(64, 128, 128), pools=(1, 2, 2), fc=(256,), input_hw=32, in_ch=2, num_classes=11)
 
 
-def _parse_set(items):
-    out = {}
-    for item in items or []:
-        key, _, value = item.partition("=")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+_parse_set = jb.parse_set
 
 
 # --------------------------------------------------------------------------------------------------- JAX child
@@ -70,6 +62,7 @@ def run_jax(args) -> dict:
     return dict(
         framework="masnn-jax", jax_version=jax.__version__, model="dvs_gesture", attention=args.attention, T=args.T,
         batch=args.batch, dtype=args.dtype, devices=jb.devices_str(), options=_parse_set(args.jax_set),
+        execution=jb.execution_options(cfg),
         step_seconds=jb.summary(times), compile_seconds=compile_s, first_step_seconds=first, peak_rss_mb=mem,
         memory_kind=mem_kind, gflops=gflops, gflops_per_s=(gflops / med if gflops else None),
         loss=float(metrics["loss"]),
@@ -136,7 +129,7 @@ def build_spikingjelly(T: int, attention: str, dtype):
             mods.append(layer.AvgPool2d(pool, step_mode="m"))
         if use_t or use_c or use_s:
             mods.append(layer.attention.MultiDimensionalAttention(
-                T, c_out, reduction_t=5, reduction_c=8, kernel_size=3,
+                T, c_out, reduction_t=jb.gesture_t_ratio(T), reduction_c=8, kernel_size=3,
                 use_temporal=use_t, use_channel=use_c, use_spatial=use_s))
         mods.append(OfficialLIF())
         c_in, hw = c_out, hw // pool
@@ -145,7 +138,7 @@ def build_spikingjelly(T: int, attention: str, dtype):
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
         mods += [layer.Linear(n_in, n_out, bias=True, step_mode="m"), layer.BatchNorm1d(n_out, step_mode="m")]
         if use_t:
-            mods.append(FCTimeAttention(T))
+            mods.append(FCTimeAttention(T, jb.gesture_t_ratio(T)))
         mods.append(OfficialLIF())
     return torch.nn.Sequential(*mods).to(dtype)
 
@@ -220,7 +213,7 @@ def main(argv=None):
     p.add_argument("--jax-set", action="append", default=[], metavar="KEY=VALUE",
                    help="config.model override for masnn-jax, e.g. conv_impl=xla, remat=layer")
     p.add_argument("--no-hugetlb", action="store_true", help="do not set GLIBC_TUNABLES=glibc.malloc.hugetlb=1")
-    p.add_argument("--quick", action="store_true", help="T=4, batch 2, 1 step, 1 rep (smoke test)")
+    p.add_argument("--quick", action="store_true", help="T=min(T, 5), batch 2, 1 step, 1 rep (smoke test)")
     p.add_argument("--child", choices=["jax", "torch"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -232,6 +225,12 @@ def main(argv=None):
         jb.emit(run_torch(args))
         return
 
+    frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
+    bad = sorted(set(frameworks) - {"jax", "torch"})
+    if bad or not frameworks:
+        raise SystemExit(f"error: --frameworks takes a comma list of jax,torch; got {args.frameworks!r}")
+    if "jax" in frameworks:  # a bad --jax-set is one line here, not a traceback from every child
+        jb.check_model_config(jb.gesture_model_config(args.T, attention=args.attention, **_parse_set(args.jax_set)))
     env = dict(os.environ)
     if not args.no_hugetlb:
         env["GLIBC_TUNABLES"] = "glibc.malloc.hugetlb=1"
@@ -241,7 +240,7 @@ def main(argv=None):
             "--threads", str(args.threads)]
     for item in args.jax_set:
         base += ["--jax-set", item]
-    frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
+    failed = 0
     results = {f: [] for f in frameworks}
     for rep in range(args.reps):
         order = frameworks if rep % 2 == 0 else frameworks[::-1]
@@ -251,6 +250,7 @@ def main(argv=None):
             if proc.returncode or not lines:
                 print(json.dumps({"framework": fw, "error": proc.stderr[-3000:], "returncode": proc.returncode}),
                       flush=True)
+                failed += 1
                 continue
             row = json.loads(lines[-1]) | {"rep": rep, "glibc_tunables": hugetlb}
             results[fw].append(row)
@@ -274,6 +274,8 @@ def main(argv=None):
                  for jr, tr in zip(results["jax"], results["torch"])]
         summary["speedup_per_pair"] = pairs
     print(json.dumps(summary), flush=True)
+    if failed:
+        raise SystemExit(f"error: {failed} child run(s) failed (their stderr is in the 'error' lines above)")
 
 
 if __name__ == "__main__":

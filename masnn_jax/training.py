@@ -35,6 +35,7 @@ import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+from absl import logging
 from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -79,6 +80,19 @@ def release_host_memory() -> bool:
     trim.argtypes = [ctypes.c_size_t]
     trim(0)
     return True
+
+
+def _note_batch_chunks(config: ml_collections.ConfigDict, n_dev: int) -> None:
+    """Logs a warning when ``config.model.batch_chunks`` does not divide the per-device batch and so runs as fewer
+    chunks (``gcd``; see :meth:`masnn_jax.layers.ConvAttLIF.__call__`)."""
+    chunks = int(config.model.get("batch_chunks", 1) or 1)
+    per_device = int(config.train.batch_size) // n_dev
+    used = math.gcd(chunks, per_device)
+    if used != chunks:
+        logging.warning(
+            "config.model.batch_chunks=%d does not divide the per-device batch %d (config.train.batch_size=%d over "
+            "%d device(s)); training runs %d chunk(s) (less memory saved). Pick a divisor of %d.",
+            chunks, per_device, int(config.train.batch_size), n_dev, used, per_device)
 
 
 class CompiledStep:
@@ -294,6 +308,7 @@ class Trainer:
 
         model = models.build(config.model, rngs=nnx.Rngs(int(config.seed)))
         model.set_data_shards(n_dev)
+        _note_batch_chunks(config, n_dev)
         self.num_classes = model.num_classes
         if self.test_set.num_classes != model.num_classes:
             raise ValueError(

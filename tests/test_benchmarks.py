@@ -67,3 +67,26 @@ def test_help(script):
     proc = subprocess.run([sys.executable, os.path.join(BENCH, script), "--help"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and "--quick" in proc.stdout
+
+
+@pytest.mark.parametrize("script", ["vs_spikingjelly.py", "scaling.py"])
+@pytest.mark.parametrize("item, message", [
+    ("batch_chunks=0", "config.model.batch_chunks must be an integer >= 1, got 0"),
+    ("nonsense=1", "unknown config.model keys ['nonsense']"),
+    ("batch_chunks", "--jax-set expects KEY=VALUE"),
+])
+def test_bad_jax_set_is_one_line_before_any_child(script, item, message):
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, script), "--quick", "--jax-set", item],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert proc.returncode != 0
+    assert proc.stdout == ""  # no child ran, no JSON row
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+
+
+def test_vs_spikingjelly_short_T_runs():
+    """T below the official t_ratio (5) would leave the temporal MLP without hidden units: both frameworks use 1."""
+    rows = _run("vs_spikingjelly.py", "--T", "3", "--batch", "2", "--steps", "1", "--reps", "1", "--frameworks", "jax")
+    assert rows[0]["T"] == 3 and "error" not in rows[0] and rows[0]["execution"]["batch_chunks"] == 8

@@ -303,3 +303,22 @@ def test_bad_train_config_is_named_before_anything_is_written(tmp_path, override
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {key}")
     assert not os.path.exists(workdir)
+
+
+def test_batch_chunks_not_dividing_the_batch_is_logged(caplog):
+    import logging as std_logging
+
+    import ml_collections
+
+    from masnn_jax import training
+
+    config = ml_collections.ConfigDict({"model": {"batch_chunks": 7}, "train": {"batch_size": 32}})
+    with caplog.at_level(std_logging.WARNING):
+        training._note_batch_chunks(config, 1)
+    assert "config.model.batch_chunks=7 does not divide the per-device batch 32" in caplog.text
+    assert "training runs 1 chunk(s)" in caplog.text
+    caplog.clear()
+    config.model.batch_chunks = 4
+    with caplog.at_level(std_logging.WARNING):
+        training._note_batch_chunks(config, 2)  # 16 per device: 4 divides it
+    assert "batch_chunks" not in caplog.text
