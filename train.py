@@ -45,7 +45,7 @@ def main(argv):
             result = training.evaluate_checkpoint(config, workdir, step=_STEP.value)
         else:
             result = training.train_and_evaluate(config, workdir, progress_bar=_PROGRESS.value)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, training.WorkdirInUseError) as e:
         # Config, data and checkpoint problems: one clear message (the traceback adds nothing for a user).
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(1)

@@ -20,11 +20,13 @@ Design:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import signal
+import socket
 import sys
 import time
 from typing import Any, Iterator
@@ -43,6 +45,7 @@ from jax.sharding import PartitionSpec as P
 from masnn_jax import models
 
 __all__ = [
+    "WorkdirInUseError",
     "release_host_memory",
     "CompiledStep",
     "make_mesh",
@@ -58,6 +61,49 @@ __all__ = [
 
 
 # --- pieces --------------------------------------------------------------------------------------------------------
+
+
+class WorkdirInUseError(RuntimeError):
+    """Another training run holds ``<workdir>/.lock``: two runs must not write one workdir's checkpoints."""
+
+
+@contextlib.contextmanager
+def _workdir_lock(workdir: str):
+    """Holds an exclusive ``flock`` on ``<workdir>/.lock`` (process 0 only) for the life of a training run.
+
+    Raises:
+      WorkdirInUseError: another live run holds it (the message names its pid and host). The lock dies with the
+        process that held it, so a killed run never leaves a stale lock behind.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    if jax.process_index() != 0:
+        yield
+        return
+    path = os.path.join(workdir, ".lock")
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "unknown process"
+        f.close()
+        raise WorkdirInUseError(
+            f"{workdir} is in use by another training run ({holder}); wait for it to end, stop it, or choose "
+            "another --workdir"
+        ) from None
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        yield
+    finally:
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
 
 
 def release_host_memory() -> bool:
@@ -617,10 +663,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, devic
     SIGTERM ended the run early). Writes ``metrics.jsonl``, TensorBoard files and checkpoints under ``workdir``.
     Raises:
       ValueError: bad config values (named), or a checkpoint that does not fit the model.
+      WorkdirInUseError: another training run is using ``workdir`` (``<workdir>/.lock``).
     """
-    tc = config.train
     trainer = Trainer(config, workdir, devices)  # validates the config and finds the data before anything is written
     os.makedirs(workdir, exist_ok=True)
+    with _workdir_lock(workdir):
+        return _train_locked(trainer, config, workdir, progress_bar)
+
+
+def _train_locked(trainer: "Trainer", config: ml_collections.ConfigDict, workdir: str, progress_bar: bool) -> dict:
+    """:func:`train_and_evaluate` once the workdir lock is held."""
+    tc = config.train
     manager = _checkpoint_manager(workdir, int(tc.get("max_to_keep", 3)))
     resumed = _restore(manager, trainer)
     writer = _MetricWriter(workdir, trainer.progress.step if resumed else None)

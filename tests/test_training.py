@@ -322,3 +322,36 @@ def test_batch_chunks_not_dividing_the_batch_is_logged(caplog):
     with caplog.at_level(std_logging.WARNING):
         training._note_batch_chunks(config, 2)  # 16 per device: 4 divides it
     assert "batch_chunks" not in caplog.text
+
+
+def test_workdir_lock_refuses_a_second_run(tmp_path):
+    """A second training run on a workdir another live run is using is refused with one line naming the holder, and
+    writes nothing; the lock is released when its holder ends (also when it is killed)."""
+    from masnn_jax import training
+
+    workdir = str(tmp_path / "run")
+    os.makedirs(workdir)
+    with training._workdir_lock(workdir):  # in-process: a second open file description conflicts
+        with pytest.raises(training.WorkdirInUseError, match=r"is in use by another training run \(pid \d+ on "):
+            with training._workdir_lock(workdir):
+                pass
+    with training._workdir_lock(workdir):  # released
+        pass
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); from masnn_jax import training\n"
+         "with training._workdir_lock(sys.argv[2]):\n    print('locked', flush=True); time.sleep(300)", ROOT, workdir],
+        env=_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        proc = subprocess.run(_train_cmd(workdir), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 1
+        errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+        assert len(errors) == 1 and f"pid {holder.pid}" in errors[0], proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
+        assert not os.path.exists(os.path.join(workdir, "checkpoints"))
+    finally:
+        holder.kill()
+        holder.wait()
+    with training._workdir_lock(workdir):  # a killed holder leaves no stale lock
+        pass
