@@ -300,6 +300,7 @@ TINY = [
     "--config=configs/digits_dvs.py", "--config.model.T=4", "--config.model.channels=(8,8)",
     "--config.model.fc=(16,)", "--config.data.digits_time_step_us=5000", "--config.data.digits_sensor_size=16",
     "--config.data.ds=1", "--config.data.digits_scale=1.5",  # 16x16 frames straight from a 16x16 sensor: quick
+    "--config.model.neuron.v_th=0.05",  # after one epoch v_th 0.3 leaves conv2 and the dense layers silent
 ]
 REQUIRED_LAYER_KEYS = {"name", "neurons", "firing_rate", "macs", "sops", "energy_pj"}
 REQUIRED_TOTAL_KEYS = {"macs", "sops", "energy_pj", "ann_energy_pj", "energy_ratio", "network_firing_rate"}
@@ -360,6 +361,7 @@ def test_command_on_checkpoint_matches_training_firing_rate(trained_run, cache_d
     assert report["dataset"]["samples"] == 360
     assert report["totals"]["network_firing_rate"] == pytest.approx(test_rows[-1]["firing_rate"], rel=1e-5)
     assert report["totals"]["accuracy"] == pytest.approx(test_rows[-1]["accuracy"], abs=1e-9)
+    assert all(layer["firing_rate"] > 0 for layer in report["layers"]), report["layers"]  # nothing compared 0 == 0
 
 
 def test_command_random_init_and_missing_checkpoint(tmp_path, trained_run, cache_dir):
