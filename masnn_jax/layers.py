@@ -23,7 +23,10 @@ from masnn_jax import neurons
 from masnn_jax import ops
 from masnn_jax import surrogate as surrogate_lib
 
-__all__ = ["torch_default_init", "neuron_from_config", "BatchNorm", "SpikingNeuron", "ConvAttLIF", "DenseAttLIF"]
+__all__ = [
+    "torch_default_init", "neuron_from_config", "BatchNorm", "batch_moments", "effective_batch_chunks", "SpikingNeuron",
+    "ConvAttLIF", "DenseAttLIF",
+]
 
 
 def torch_default_init(fan_in: int):
@@ -114,7 +117,7 @@ class BatchNorm(nnx.Module):
         ``(N, ..., features)``: the running statistics in eval mode; in training mode the batch mean and biased
         variance (``moments`` when given, already computed from ``x``, e.g. by :func:`masnn_jax.ops.conv_moments`),
         after updating the running statistics as described in the class docstring."""
-        stat_dtype = jnp.promote_types(self._dtype(x), jnp.float32)  # statistics in at least float32 (bf16 compute)
+        stat_dtype = self.stat_dtype(x)
         if self.use_running_average:
             return self.mean[...].astype(stat_dtype), self.var[...].astype(stat_dtype)
         mean, var = batch_moments(x, stat_dtype) if moments is None else moments
@@ -135,6 +138,10 @@ class BatchNorm(nnx.Module):
 
     def _dtype(self, x: jax.Array):
         return self.dtype or jnp.promote_types(x.dtype, self.scale[...].dtype)
+
+    def stat_dtype(self, x: jax.Array):
+        """The dtype of the statistics for input ``x``: the compute dtype, at least float32 (bf16 compute)."""
+        return jnp.promote_types(self._dtype(x), jnp.float32)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         mean, var = self.statistics(x)
@@ -175,6 +182,12 @@ batch_moments.defvjp(_batch_moments_fwd, _batch_moments_bwd)
 def _batch_norm(features: int, momentum: float, dtype, param_dtype, rngs: nnx.Rngs) -> BatchNorm:
     """The layers' BatchNorm (eps 1e-5, PyTorch's running-variance update)."""
     return BatchNorm(features, momentum=momentum, epsilon=1e-5, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+
+
+def effective_batch_chunks(batch_chunks: int, per_device_batch: int) -> int:
+    """The number of chunks a conv layer really runs for ``config.model.batch_chunks`` on a per-device batch of
+    ``per_device_batch`` samples: ``gcd(batch_chunks, per_device_batch)`` (chunks must split the batch evenly)."""
+    return math.gcd(int(batch_chunks), int(per_device_batch))
 
 
 def _sow_activity(layer: nnx.Module, out: jax.Array) -> None:
@@ -226,10 +239,13 @@ class _SpikingLayer(nnx.Module):
     """
 
     def __call__(self, x: jax.Array, *, return_v: bool = False):
-        out = self.fire(self.preactivation(x), return_v=return_v)
+        out = self._spikes(x, return_v)
         if self.record:
             _sow_activity(self, out[0] if return_v else out)
         return out
+
+    def _spikes(self, x: jax.Array, return_v: bool):
+        return self.fire(self.preactivation(x), return_v=return_v)
 
     def fire(self, y: jax.Array, *, return_v: bool = False):
         """Attention and the neuron loop on the pre-activation ``y`` ``(B, T, ...)``: spikes (and the membrane trace
@@ -257,7 +273,10 @@ class ConvAttLIF(_SpikingLayer):
         parameters are an ``nnx.Conv``'s either way). With 'im2col' in training mode the conv and the BN batch
         statistics run as one fused op (:func:`masnn_jax.ops.conv_moments`).
       batch_chunks: n >= 1; n > 1 runs BN, pooling, attention and the neuron loop over n ``jax.checkpoint``-ed
-        chunks of the batch (see :meth:`__call__`): same results, less memory (and faster on CPU).
+        chunks of the batch (see :meth:`_spikes`): same results up to float rounding, less memory (and faster on
+        CPU).
+      binary_input: the caller guarantees the input holds only 0/1 spikes (MASNN sets it for conv layers after the
+        first when the neuron emits spikes); the fused conv then keeps it as int8 for the backward pass (exact).
       dtype: computation dtype (None: from inputs and parameters); param_dtype: parameter dtype.
     Call:
       ``layer(x)`` with x ``(B, T, H, W, C_in)`` -> spikes ``(B, T, H//pool, W//pool, C_out)``. With
@@ -291,6 +310,7 @@ class ConvAttLIF(_SpikingLayer):
         unroll: int = 1,
         conv_impl: str = "auto",
         batch_chunks: int = 1,
+        binary_input: bool = False,
         dtype=None,
         param_dtype=jnp.float32,
         rngs: nnx.Rngs,
@@ -298,10 +318,8 @@ class ConvAttLIF(_SpikingLayer):
         if not isinstance(batch_chunks, int) or isinstance(batch_chunks, bool) or batch_chunks < 1:
             raise ValueError(f"config.model.batch_chunks must be an integer >= 1, got {batch_chunks!r}")
         self.batch_chunks = batch_chunks
-        self.data_shards = 1  # devices the batch is sharded over (set by the Trainer; see __call__)
-        # True when the input is known to be 0/1 spikes (set by MASNN for conv layers after the first): the backward
-        # pass then keeps the input as int8 (ops.conv_moments).
-        self.binary_input = False
+        self.data_shards = 1  # devices the batch is sharded over (set by the Trainer; see _spikes)
+        self.binary_input = bool(binary_input)
         self.conv_impl = ops.resolve_conv_impl(conv_impl)
         fan_in = in_features * kernel_size * kernel_size
         self.in_features, self.out_features, self.pool = in_features, out_features, pool
@@ -346,11 +364,10 @@ class ConvAttLIF(_SpikingLayer):
         b, t = x.shape[:2]
         x = x.reshape((b * t,) + x.shape[2:])
         conv = self.conv
-        if self.conv_impl == "im2col" and not self.bn.use_running_average and conv.bias is not None:
+        if self.conv_impl == "im2col" and not self.bn.use_running_average:
             x, kernel, bias = nnx.nn.dtypes.promote_dtype((x, conv.kernel[...], conv.bias[...]), dtype=conv.dtype)
-            stat_dtype = jnp.promote_types(self.bn._dtype(x), jnp.float32)
             z, mean, var = ops.conv_moments(x, kernel, bias, (1, 1), tuple(map(tuple, conv.padding)),
-                                            ops.DEFAULT_CHUNK_ELEMENTS, stat_dtype, self.binary_input)
+                                            ops.DEFAULT_CHUNK_ELEMENTS, self.bn.stat_dtype(x), self.binary_input)
             return z, *self.bn.statistics(z, (mean, var))
         z = conv(x)
         return z, *self.bn.statistics(z)
@@ -366,20 +383,20 @@ class ConvAttLIF(_SpikingLayer):
         """Conv -> BN -> pool on the merged batch; ``(B, T, H, W, C_in)`` -> ``(B, T, H', W', C_out)``."""
         return self._normalize_pool(*self._conv_bn_statistics(x), x.shape[0])
 
-    def __call__(self, x: jax.Array, *, return_v: bool = False):
-        """See the class docstring. With ``batch_chunks = n > 1`` the part after the convolution (BN with the
+    def _spikes(self, x: jax.Array, return_v: bool):
+        """Everything but the activity sow (see the class docstring). With ``batch_chunks = n > 1`` the part after the convolution (BN with the
         whole batch's statistics, pooling, attention, neuron loop) runs as a ``jax.lax.map`` over n chunks of the
         batch, each ``jax.checkpoint``-ed: the backward pass keeps only the conv output and recomputes one chunk at a
         time. Same values and gradients as n = 1 (the BN statistics and their gradients still cover the whole
         batch). With the batch sharded over ``data_shards`` devices (set by :class:`masnn_jax.training.Trainer`),
         every chunk takes ``B/(n·data_shards)`` samples from each device's share, so each device works on its own
-        rows in every chunk. n is reduced to ``gcd(n, B/data_shards)``."""
+        rows in every chunk. n is reduced to :func:`effective_batch_chunks` of the per-device batch."""
         b = x.shape[0]
         d = math.gcd(self.data_shards, b)
         per_shard = b // d
-        n = math.gcd(self.batch_chunks, per_shard)
+        n = effective_batch_chunks(self.batch_chunks, per_shard)
         if n == 1:
-            return super().__call__(x, return_v=return_v)
+            return super()._spikes(x, return_v)
         z, mean, var = self._conv_bn_statistics(x)
         # (d, n, rows of one chunk of one shard, ...) -> chunk-major (n, d, ...); a plain reshape when d == 1 (XLA
         # copies on a swap even with a size-1 axis).
@@ -400,10 +417,7 @@ class ConvAttLIF(_SpikingLayer):
             o = o.reshape((n, d, per_shard // n) + o.shape[2:])
             return jnp.swapaxes(o, 0, 1).reshape((b,) + o.shape[3:])
 
-        out = jax.tree.map(unchunk, outs)
-        if self.record:
-            _sow_activity(self, out[0] if return_v else out)
-        return out
+        return jax.tree.map(unchunk, outs)
 
 
 class DenseAttLIF(_SpikingLayer):

@@ -78,6 +78,11 @@ def _chunk_count(n: int, rows_per_sample: int, k: int, chunk_elements: int | Non
     return n
 
 
+def _split(a: jax.Array, chunks: int) -> jax.Array:
+    """``(N, ...)`` -> ``(chunks, N/chunks, ...)`` (a free reshape)."""
+    return a.reshape((chunks, a.shape[0] // chunks) + a.shape[1:])
+
+
 def _conv_geometry(x_shape, kernel_shape, strides, padding):
     n, h, w, cin = x_shape
     kh, kw, kcin, cout = kernel_shape
@@ -132,8 +137,7 @@ def im2col_conv(
         return body(x)
     if chunks == 1:
         return jax.checkpoint(body)(x) if chunk_elements else body(x)
-    xs = x.reshape((chunks, n // chunks) + x.shape[1:])
-    ys = jax.lax.map(jax.checkpoint(body), xs)
+    ys = jax.lax.map(jax.checkpoint(body), _split(x, chunks))
     return ys.reshape((n,) + ys.shape[2:])
 
 
@@ -181,18 +185,19 @@ def _conv_moments_fwd(x, kernel, bias, strides, padding, chunk_elements, stat_dt
         return zc.reshape(xc.shape[0], ho, wo, cout), mu, m2
 
     chunks = _chunk_count(n, ho * wo, k, chunk_elements)
-    z, mu, m2 = jax.lax.map(body, x.reshape((chunks, n // chunks) + x.shape[1:]))
+    z, mu, m2 = jax.lax.map(body, _split(x, chunks))
     z = z.reshape((n,) + z.shape[2:])
     rows = (n // chunks) * ho * wo
     mean = jnp.mean(mu, axis=0)
     var = (jnp.sum(m2, axis=0) + rows * jnp.sum(jnp.square(mu - mean), axis=0)) / (n * ho * wo)
-    saved = (x.astype(jnp.int8), jnp.zeros((0,), x.dtype)) if binary_input else (x, None)
+    # an empty array carries x's dtype (the cotangent's) when x itself is kept as int8
+    saved = (x.astype(jnp.int8) if binary_input else x), jnp.zeros((0,), x.dtype)
     return (z, mean, var), (saved, kernel, bias, z, mean)
 
 
 def _conv_moments_bwd(strides, padding, chunk_elements, stat_dtype, binary_input, res, cts):
     (x, x_dtype), kernel, bias, z, mean = res
-    x_dtype = x.dtype if x_dtype is None else x_dtype.dtype
+    x_dtype = x_dtype.dtype
     dz, dmean, dvar = cts
     n = x.shape[0]
     kh, kw, cin, cout = kernel.shape
@@ -213,8 +218,8 @@ def _conv_moments_bwd(strides, padding, chunk_elements, stat_dtype, binary_input
         return dw, dxc.astype(x_dtype)
 
     chunks = _chunk_count(n, ho * wo, k, chunk_elements)
-    split = lambda a: a.reshape((chunks, n // chunks) + a.shape[1:])
-    dw, dx = jax.lax.scan(body, jnp.zeros((k, cout), jnp.promote_types(z.dtype, jnp.float32)), (split(x), split(dz)))
+    dw0 = jnp.zeros((k, cout), jnp.promote_types(z.dtype, jnp.float32))
+    dw, dx = jax.lax.scan(body, dw0, (_split(x, chunks), _split(dz, chunks)))
     return dx.reshape(x.shape), dw.reshape(kernel.shape).astype(kernel.dtype), db.astype(bias.dtype)
 
 

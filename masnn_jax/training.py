@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import signal
 import socket
@@ -42,7 +41,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from masnn_jax import models
+from masnn_jax import layers, models
 
 __all__ = [
     "WorkdirInUseError",
@@ -130,10 +129,10 @@ def release_host_memory() -> bool:
 
 def _note_batch_chunks(config: ml_collections.ConfigDict, n_dev: int) -> None:
     """Logs a warning when ``config.model.batch_chunks`` does not divide the per-device batch and so runs as fewer
-    chunks (``gcd``; see :meth:`masnn_jax.layers.ConvAttLIF.__call__`)."""
+    chunks (:func:`masnn_jax.layers.effective_batch_chunks`)."""
     chunks = int(config.model.get("batch_chunks", 1) or 1)
     per_device = int(config.train.batch_size) // n_dev
-    used = math.gcd(chunks, per_device)
+    used = layers.effective_batch_chunks(chunks, per_device)
     if used != chunks:
         logging.warning(
             "config.model.batch_chunks=%d does not divide the per-device batch %d (config.train.batch_size=%d over "
@@ -145,8 +144,11 @@ class CompiledStep:
     """A ``jax.jit``-ed step compiled ahead of time on its first call, after which :func:`release_host_memory` returns
     the compiler's freed heap to the OS before the step first runs (lower peak memory on CPU; harmless elsewhere).
 
-    Later calls with the same argument shapes, dtypes and shardings reuse the executable; other arguments compile
-    again. ``lower`` is the jitted function's (for cost analysis).
+    Args:
+      jitted: a ``jax.jit``-wrapped function (donation and static arguments as it declares them).
+    Call: ``step(*args)`` returns what ``jitted(*args)`` returns. Later calls with the same argument structure,
+    shapes, dtypes and shardings reuse the executable; other arguments compile again. ``lower`` is the jitted
+    function's (for cost analysis). Raises what compilation or the executable raise.
     """
 
     def __init__(self, jitted):

@@ -110,26 +110,25 @@ class MASNN(nnx.Module):
             T=self.T, neuron=neuron, checkpoint=checkpoint, unroll=unroll, dtype=dtype, param_dtype=param_dtype,
             rngs=rngs, attention=attention, placement=placement, t_ratio=t_ratio,
         )
+        emits_spikes = isinstance(neuron, dict) or neuron.output == "spike"  # PLIF kwargs, or LIFParams
         convs = []
-        for c_out, pool in zip(channels, pools):
+        for i, (c_out, pool) in enumerate(zip(channels, pools)):
             convs.append(
                 layers_lib.ConvAttLIF(
                     c_in, c_out, pool=pool, c_ratio=c_ratio, sa_kernel=sa_kernel,
                     channel_attention=channel_attention, spatial_attention=spatial_attention, conv_impl=conv_impl,
-                    batch_chunks=batch_chunks, **common,
+                    batch_chunks=batch_chunks, binary_input=emits_spikes and i > 0,  # fed the previous layer's spikes
+                    **common,
                 )
             )
             c_in, h, w = c_out, h // pool, w // pool
-        emits_spikes = isinstance(neuron, dict) or neuron.output == "spike"  # PLIF kwargs, or LIFParams
-        for layer in convs[1:]:
-            layer.binary_input = emits_spikes  # its input is the previous layer's 0/1 spikes
         self.convs = nnx.List(convs)
         sizes = [c_in * h * w, *fc, self.num_classes]
         self.fcs = nnx.List([layers_lib.DenseAttLIF(a, b, **common) for a, b in zip(sizes[:-1], sizes[1:])])
 
     def set_data_shards(self, shards: int) -> None:
         """Tells the conv layers over how many devices the batch axis is sharded, so that ``batch_chunks`` chunks
-        take rows from every device (see :meth:`masnn_jax.layers.ConvAttLIF.__call__`). Changes no result."""
+        take rows from every device (see :meth:`masnn_jax.layers.ConvAttLIF._spikes`). Changes no result."""
         for layer in self.convs:
             layer.data_shards = int(shards)
 
