@@ -1,7 +1,7 @@
 """Performance-oriented primitives: a 2-D convolution as im2col + one matrix product.
 
 XLA's CPU convolution runs a 3×3 conv at about half the speed of the same arithmetic written as
-``pad -> k·k strided slices -> concat -> one matmul`` (REFERENCE §7: 28 vs 52 GFLOP/s fwd+bwd on this project's
+``pad -> k·k strided slices -> concat -> one matmul`` (measured with `benchmarks/peak.py`: 28 vs 52 GFLOP/s fwd+bwd on this project's
 2-core CPU), so on CPU the conv layers use :func:`conv_general_dilated_im2col`, a drop-in replacement for
 ``jax.lax.conv_general_dilated`` (NHWC / HWIO, no dilation, no feature groups) that ``nnx.Conv`` accepts through its
 ``conv_general_dilated=`` argument. The module, its parameters (``kernel`` ``(kh, kw, cin, cout)``, ``bias``

@@ -265,7 +265,7 @@ def network_firing_rate(intermediates, mask: jax.Array | None = None) -> jax.Arr
 
     Each layer sows, per sample, ``[spike count, T·neurons]`` (shape ``(B, 2)``); the result is
     ``Σ spikes / Σ (T·neurons)`` over layers and the samples where ``mask`` (``(B,)``, optional) is non-zero — the
-    neuron-count-weighted network average the paper reports (REFERENCE §3). Returns a float32 scalar (0 if nothing
+    neuron-count-weighted network average the paper reports (Yao et al., TPAMI 2023, energy evaluation). Returns a float32 scalar (0 if nothing
     was recorded).
     """
     leaves = [jnp.asarray(v) for v in jax.tree_util.tree_leaves(intermediates)]

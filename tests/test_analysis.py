@@ -332,11 +332,16 @@ def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("jax_cache")
 
 
+DIGITS_TRAIN, DIGITS_TEST = 1437, 360  # the digits data's fixed stratified split (README, "The main job")
+TRAIN_BATCH = 128
+DIGITS_EVAL_BATCH = 120  # configs/digits_dvs.py: config.train.eval_batch_size
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, cache_dir):
     workdir = str(tmp_path_factory.mktemp("run"))
     proc = _run(["train.py", *TINY, f"--workdir={workdir}", "--config.train.num_epochs=1",
-                 "--config.train.batch_size=128", "--progress=false"], cache_dir)
+                 f"--config.train.batch_size={TRAIN_BATCH}", "--progress=false"], cache_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return workdir
 
@@ -348,7 +353,8 @@ def test_command_on_checkpoint_matches_training_firing_rate(trained_run, cache_d
     assert "network firing rate" in proc.stdout and "ANN/SNN" in proc.stdout
     report = _check_report(os.path.join(trained_run, "analysis"))
     assert len(report["figures"]) == 8
-    assert report["source"]["init"] == "checkpoint" and report["source"]["checkpoint_step"] == 11
+    assert report["source"]["init"] == "checkpoint"
+    assert report["source"]["checkpoint_step"] == DIGITS_TRAIN // TRAIN_BATCH  # one epoch
     assert report["source"]["batch_norm"] == "running averages"
     assert report["energy_model"]["e_mac_pj"] == 0.23
     assert report["bypass_attention"] is not None and report["gradients"]["batches"] == 1
@@ -358,7 +364,7 @@ def test_command_on_checkpoint_matches_training_firing_rate(trained_run, cache_d
         rows = [json.loads(line) for line in f if line.strip()]
     test_rows = [r for r in rows if r["split"] == "test"]
     assert test_rows and all("firing_rate" in r for r in test_rows)
-    assert report["dataset"]["samples"] == 360
+    assert report["dataset"]["samples"] == DIGITS_TEST
     assert report["totals"]["network_firing_rate"] == pytest.approx(test_rows[-1]["firing_rate"], rel=1e-5)
     assert report["totals"]["accuracy"] == pytest.approx(test_rows[-1]["accuracy"], abs=1e-9)
     assert all(layer["firing_rate"] > 0 for layer in report["layers"]), report["layers"]  # nothing compared 0 == 0
@@ -379,5 +385,5 @@ def test_command_random_init_and_missing_checkpoint(tmp_path, trained_run, cache
     report = _check_report(os.path.join(workdir, "analysis"), figures=False)
     assert report["source"]["init"] == "random" and report["source"]["batch_norm"] == "batch statistics"
     assert report["source"]["checkpoint_step"] is None
-    assert report["dataset"]["samples"] == 120 and report["totals"]["network_firing_rate"] > 0
+    assert report["dataset"]["samples"] == DIGITS_EVAL_BATCH and report["totals"]["network_firing_rate"] > 0
     assert report["gradients"] is None and report["bypass_attention"] is None

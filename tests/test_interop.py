@@ -279,8 +279,9 @@ def test_float32_parity(sj_mda, rng, scheme):
     config = _config(scheme, 6, plan=SMALL, dtype="float32")
     frames = _frames(rng, 4, config)
     for mode in ("eval", "train"):
-        _, mean_diff, _, _ = _compare(sj_mda, config, frames, mode, 5, "float32")
+        _, mean_diff, _, rates = _compare(sj_mda, config, frames, mode, 5, "float32")
         assert mean_diff < 1e-3, (mode, mean_diff)
+        assert all(0.005 < r < 0.95 for r in rates), (mode, rates)  # every layer fires: the comparison can fail
 
 
 def test_float64_parity_real_gesture_arch(sj_mda, rng, x64):
@@ -533,8 +534,6 @@ def _load_config_file(path):
 
 
 def test_command_line_converter_end_to_end(tmp_path):
-    import orbax.checkpoint as ocp
-
     from masnn_jax import training
 
     cfg_file = tmp_path / "tiny.py"
@@ -553,23 +552,22 @@ def test_command_line_converter_end_to_end(tmp_path):
     assert summary["official"] == {"acc": 93.75, "epoch": 42} and summary["round_trip_exact"] is True
     assert summary["tensors"] == len(sd) - 1 and os.path.isdir(summary["checkpoint"])
 
-    # restore the checkpoint the way train.py does and compare with the in-process conversion
+    # restore the checkpoint the way train.py --mode=eval does and compare with the in-process conversion
     expected = interop.from_official_torch(str(pth), config)
-    model = models.build(config.model, rngs=nnx.Rngs(0))
-    model.train()
-    _, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = training.make_optimizer(config.train, 1)
-    target = {"params": params, "rest": rest, "opt_state": tx.init(params)}
-    abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), target)
-    with ocp.CheckpointManager(os.path.join(out, "checkpoints")) as manager:
-        assert manager.latest_step() == 0
-        restored = manager.restore(0, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
-    _, want_params, want_rest = nnx.split(expected, nnx.Param, ...)
-    for got, want in ((restored["params"], want_params), (restored["rest"], want_rest)):
-        got_leaves, want_leaves = jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)
+    restored, _ = training.load_model(config, str(out))
+    for kind in (nnx.Param, nnx.BatchStat):
+        got_leaves = jax.tree_util.tree_leaves(nnx.state(restored, kind))
+        want_leaves = jax.tree_util.tree_leaves(nnx.state(expected, kind))
         assert len(got_leaves) == len(want_leaves) > 0
         for g, w in zip(got_leaves, want_leaves):
             np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+
+    # float64 weights with more digits than float32 holds are not a lossless round trip, and the summary says so
+    pth64 = tmp_path / "TCSA_SNN_f64.t7"
+    torch.save({"net": {k: v.double() + 1e-12 if v.is_floating_point() else v for k, v in sd.items()}}, pth64)
+    proc = _run(["-m", "masnn_jax.interop", str(pth64), *flags, f"--out={tmp_path / 'run64'}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["round_trip_exact"] is False
 
     # never overwrites (the converter refuses before loading anything; save_model_checkpoint raises as well)
     again = _run(["-m", "masnn_jax.interop", str(pth), *flags, f"--out={out}"])
@@ -592,7 +590,7 @@ def test_converted_checkpoint_evaluates_with_train_py(tmp_path):
     proc = _run(["train.py", f"--config={cfg_file}", f"--workdir={out}", "--mode=eval", "--noprogress"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["step"] == 0 and 0.0 <= float(result.get("accuracy", result.get("acc", 0.0))) <= 1.0
+    assert result["step"] == 0 and 0.0 <= float(result["accuracy"]) <= 1.0
 
 
 def test_masnn_frames_are_the_transposed_official_ones():

@@ -7,7 +7,7 @@ time step, spikes per neuron, spikes per sample, non-zero input elements), which
 float64. No Python hooks run inside the compiled computation; the layers' own ``record`` /
 ``nnx.Intermediate('activity')`` mechanism gives the same per-sample counts (the tests check that).
 
-Conventions (REFERENCE §3):
+Conventions (Yao et al., TPAMI 2023, energy evaluation; Horowitz, ISSCC 2014 for the 45 nm energies):
 
 * one *sample* is one inference of ``T`` steps: a test item with ``n`` windows ``(n, T, H, W, C)`` counts as ``n``
   samples;

@@ -1,4 +1,4 @@
-"""Operation counts and energy of an MA-SNN as the paper counts them (REFERENCE §3).
+"""Operation counts and energy of an MA-SNN as the paper counts them (Yao et al., TPAMI 2023, energy evaluation; 45 nm energies from Horowitz, ISSCC 2014).
 
 Backbone (per sample, i.e. one inference of T steps):
 

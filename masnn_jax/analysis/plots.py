@@ -8,10 +8,7 @@ import math
 import os
 from typing import Any, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt  # figures are saved and closed; pyplot picks Agg where there is no display
 import numpy as np  # noqa: E402
 
 from masnn_jax.analysis.activity import ActivityStats  # noqa: E402

@@ -60,7 +60,7 @@ def _probe_step(graphdef, state, frames, *, k: int):
         y = layer.preactivation(x)
         post = layer.attention.input_transform(y)
         ta, ca, sa = _weights(layer.attention, y)
-        s, v = layer(x, return_v=True)
+        s, v = layer.fire(y, return_v=True)  # the conv ran once, in preactivation
         b, t = s.shape[:2]
         counts = s[0].reshape(t, -1).sum(0)
         kk = min(k, counts.shape[0])
@@ -81,13 +81,12 @@ def _probe_step(graphdef, state, frames, *, k: int):
 def probe_responses(model: nnx.Module, frames: np.ndarray, *, k: int = 16) -> dict[str, Any]:
     """Spike responses of ``frames`` ``(B, T, H, W, C)`` (see the module docstring) as host NumPy arrays.
 
-    Returns ``{'names': [...], 'layers': [{'raster', 'membrane', 'neurons', 'pre_map', 'post_map', 'ta', 'ca',
-    'sa', 'v_th'}], 'frames_map': (H, W) mean input of sample 0 over time and polarity}``.
+    Returns ``{'names': [...], 'samples': B, 'layers': [{'raster', 'membrane', 'neurons', 'pre_map', 'post_map',
+    'ta', 'ca', 'sa', 'v_th'}]}`` (shapes in the module docstring).
     """
     graphdef, state = nnx.split(model)
     names = layer_names(model)
     layers = jax.device_get(_probe_step(graphdef, state, jnp.asarray(frames, jnp.float32), k=k))
     for layer, module in zip(layers, model.spiking_layers):
         layer["v_th"] = float(np.mean(np.asarray(module.neuron.lif_params().v_th)))
-    return {"names": names, "layers": layers, "samples": int(frames.shape[0]),
-            "frames_map": np.asarray(frames[0]).mean(axis=(0, 3))}
+    return {"names": names, "layers": layers, "samples": int(frames.shape[0])}

@@ -52,7 +52,7 @@ class _EpochView:
 
 def _ensure_absl_flags_parsed() -> None:
     # grain's worker processes read absl flags; outside absl.app.run they are unparsed and
-    # grain raises UnparsedFlagAccessError (REFERENCE.md §6). Parse an empty command line then.
+    # grain raises UnparsedFlagAccessError (it reads absl flags). Parse an empty command line then.
     try:
         from absl import flags
 

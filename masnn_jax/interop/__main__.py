@@ -53,7 +53,9 @@ def main(argv):
     if not os.path.exists(path):
         sys.exit(f"error: official checkpoint {path} does not exist")
     logging.set_verbosity(logging.WARNING)  # orbax logs every step of a save at INFO
+    import jax
     import numpy as np
+    from flax import nnx
 
     from masnn_jax import interop, training
     from masnn_jax.interop.official import read_torch_file
@@ -75,11 +77,14 @@ def main(argv):
     except (ValueError, ImportError) as e:  # StateDictMismatchError lists every key with its shapes
         sys.exit(f"error: {e}")
     back = interop.to_official_torch(model, frames=_FRAMES.value, num_batches_tracked=False)
+    # lossless means: the converted tensors, cast back to the file's dtypes, equal the file's (a float64 file loaded
+    # into a float32 model is not)
     exact = all(
-        np.array_equal(np.asarray(state_dict[k], dtype=v.dtype), v) for k, v in back.items()
+        np.array_equal(np.asarray(v).astype(np.asarray(state_dict[k]).dtype), np.asarray(state_dict[k]))
+        for k, v in back.items()
     )
     out = training.save_model_checkpoint(model, config, _OUT.value)
-    n_params = sum(int(np.prod(v.shape)) for k, v in back.items() if "running_" not in k)
+    n_params = sum(int(np.size(v)) for v in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param)))
     print(json.dumps({
         "checkpoint": out,
         "tensors": len(back),

@@ -42,12 +42,8 @@ def _default_config(arch: str) -> ml_collections.ConfigDict:
         spec.loader.exec_module(module)
         return module.get_config()
     from masnn_jax.config import base_config
-    from masnn_jax.models import ARCHITECTURES
 
-    config = base_config(arch=arch, T=60)
-    config.data.name = arch
-    config.model.num_classes = ARCHITECTURES[arch]["num_classes"]
-    return config
+    return base_config(arch=arch, T=60, dataset=arch)  # the dataset's own data defaults (ds, test windows, ...)
 
 
 def _infer_arch(official: Any) -> str:
