@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import copy
 import importlib.util
 import os
@@ -134,7 +136,7 @@ def official_config_to_masnn(official: Mapping[str, Any] | Any, base: ml_collect
             value = int(value)  # e.g. dt 25.0 into an int field
         elif isinstance(old, float) and isinstance(value, int):
             value = float(value)
-        with section.unlocked() if hasattr(section, "unlocked") else _null():
+        with section.unlocked() if hasattr(section, "unlocked") else contextlib.nullcontext():
             try:
                 section[key] = value
             except TypeError:  # ml_collections keeps a field's type: e.g. dt 12.5 into an int field
@@ -204,10 +206,3 @@ def official_config_to_masnn(official: Mapping[str, Any] | Any, base: ml_collect
         put(t, "schedule", "plateau" if _get(official, "lr_scheduler") else "constant")
     return config
 
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
