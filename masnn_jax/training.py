@@ -542,6 +542,12 @@ def config_differences(stored_json: str, config: ml_collections.ConfigDict, sect
     return lines
 
 
+def _first_line(e: Exception) -> str:
+    """An exception's message cut to its first line and to what precedes TensorStore's "See full ... details"."""
+    text = (str(e).splitlines() or [""])[0]
+    return text.split(" See full")[0][:300]
+
+
 def _restore_state(
     manager: ocp.CheckpointManager, abstract: Any, config: ml_collections.ConfigDict, step: int | None = None
 ) -> tuple[int, Any, dict] | None:
@@ -563,7 +569,7 @@ def _restore_state(
         try:
             meta = manager.restore(s, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         except Exception as e:  # noqa: BLE001 — orbax/tensorstore raise many types for unreadable files
-            problems.append(f"{directory}/{s}: metadata unreadable ({type(e).__name__}: {str(e).splitlines()[0]})")
+            problems.append(f"{directory}/{s}: metadata unreadable ({type(e).__name__}: {_first_line(e)})")
             print(f"warning: {problems[-1]}; trying an older checkpoint", file=sys.stderr, flush=True)
             continue
         diffs = config_differences(meta.get("config", "{}"), config)
@@ -576,7 +582,7 @@ def _restore_state(
         try:
             state = manager.restore(s, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
         except Exception as e:  # noqa: BLE001
-            problems.append(f"{directory}/{s}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+            problems.append(f"{directory}/{s}: unreadable ({type(e).__name__}: {_first_line(e)})")
             if step is not None:
                 break
             print(f"warning: checkpoint {problems[-1]}; trying an older checkpoint", file=sys.stderr, flush=True)
@@ -585,6 +591,25 @@ def _restore_state(
     if problems:
         raise ValueError("no readable checkpoint:\n  " + "\n  ".join(problems))
     return None
+
+
+def _set_aside_newer_checkpoints(manager: ocp.CheckpointManager, workdir: str, resumed_step: int | None) -> None:
+    """Before training resumes from an older checkpoint because the newer ones were unreadable: moves those to
+    ``<workdir>/checkpoints_unreadable/<step>`` (kept for inspection, never deleted), so that the steps this run
+    trains again are saved instead of being skipped as already present. Process 0 only."""
+    newer = [s for s in manager.all_steps() if resumed_step is None or s > resumed_step]
+    if not newer or jax.process_index() != 0:
+        return
+    aside = os.path.join(workdir, "checkpoints_unreadable")
+    os.makedirs(aside, exist_ok=True)
+    for s in newer:
+        target = os.path.join(aside, str(s))
+        while os.path.exists(target):
+            target += "_"
+        os.replace(os.path.join(str(manager.directory), str(s)), target)
+        print(f"warning: moved unreadable checkpoint step {s} to {target} (kept, not deleted); training redoes it",
+              file=sys.stderr, flush=True)
+    manager.reload()
 
 
 def _restore(manager: ocp.CheckpointManager, trainer: Trainer, step: int | None = None) -> bool:
@@ -678,6 +703,7 @@ def _train_locked(trainer: "Trainer", config: ml_collections.ConfigDict, workdir
     tc = config.train
     manager = _checkpoint_manager(workdir, int(tc.get("max_to_keep", 3)))
     resumed = _restore(manager, trainer)
+    _set_aside_newer_checkpoints(manager, workdir, trainer.progress.step if resumed else None)
     writer = _MetricWriter(workdir, trainer.progress.step if resumed else None)
     if resumed:
         print(f"Resuming from {manager.directory}/{trainer.progress.step} (epoch {trainer.progress.epoch + 1}, "

@@ -288,6 +288,17 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(reference_run,
     assert "trying an older checkpoint" in proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1])["step"] == previous
     assert os.path.isdir(latest)  # nothing deleted
+    ours = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning: checkpoint")]
+    assert ours and not any("See full" in ln or "bound method" in ln for ln in ours), ours  # a readable reason
+
+    # training again redoes the lost steps and saves them: the unreadable checkpoint is set aside, not deleted
+    latest_step = int(os.path.basename(latest))
+    proc = _run(_train_cmd(workdir, "--config.train.num_epochs=2", "--config.train.checkpoint_every_steps=5"))
+    assert f"moved unreadable checkpoint step {latest_step}" in proc.stderr
+    assert os.path.isdir(os.path.join(workdir, "checkpoints_unreadable", str(latest_step)))
+    proc = _run([sys.executable, os.path.join(ROOT, "train.py"), f"--workdir={workdir}", "--mode=eval", *TINY])
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["step"] == latest_step
+    assert "trying an older checkpoint" not in proc.stderr
 
 
 @pytest.mark.parametrize("override, key", [
