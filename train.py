@@ -11,10 +11,10 @@ import os
 import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
+from masnn_jax.config import define_config_flag, parse_flags
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "digits_dvs.py"),
+_CONFIG = define_config_flag(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "digits_dvs.py"),
     "Training configuration file (ml_collections).", lock_config=True,
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config file name>).")
@@ -53,4 +53,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -55,6 +55,8 @@ def parse_set(items) -> dict:
         key, eq, value = item.partition("=")
         if not eq or not key:
             raise SystemExit(f"error: --jax-set expects KEY=VALUE (a config.model key), got {item!r}")
+        if key in ("T", "attention", "dtype"):
+            raise SystemExit(f"error: --jax-set {key}=...: use the script's --{key} flag (it sets both frameworks)")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -1,4 +1,4 @@
-"""masnn-jax vs SpikingJelly: one training step of the official DVS128 Gesture net (issue 6).
+"""masnn-jax vs SpikingJelly: one training step of the official DVS128 Gesture net (the speed and memory targets of BENCHMARKS.md).
 
 The same network — conv 2->64 (pool 1), 64->128 (pool 2), 128->128 (pool 2), FC 8192->256->11, each layer
 conv/linear (bias) -> BatchNorm over T·B -> AvgPool -> attention -> official LIF neuron (u = h + x; s = u >= 0.3,
@@ -21,7 +21,7 @@ Usage::
     python benchmarks/vs_spikingjelly.py --quick          # small smoke run
 
 ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` is set for both children unless ``--no-hugetlb`` (it removes most
-of the page-fault time both frameworks spend on fresh buffers; REFERENCE §6).
+of the page-fault time both frameworks spend on fresh buffers; see BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -225,6 +225,9 @@ def main(argv=None):
         jb.emit(run_torch(args))
         return
 
+    for name in ("T", "batch", "steps", "reps"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"error: --{name} must be >= 1, got {getattr(args, name)}")
     frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
     bad = sorted(set(frameworks) - {"jax", "torch"})
     if bad or not frameworks:

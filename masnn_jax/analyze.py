@@ -18,10 +18,10 @@ import os
 import sys
 
 from absl import app, flags
-from ml_collections import config_flags
+from masnn_jax.config import define_config_flag, parse_flags
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "digits_dvs.py"),
+_CONFIG = define_config_flag(
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "digits_dvs.py"),
     "Configuration file the run was trained with (ml_collections).", lock_config=True,
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints in <workdir>/checkpoints).")
@@ -55,9 +55,10 @@ def main(argv):
 
     batch_stats = {"auto": None, "running": False, "batch": True}[_BATCH_STATS.value]
     out_dir = _OUT.value or os.path.join(os.path.abspath(_WORKDIR.value), "analysis")
+    config = _CONFIG.value
     try:
         report = analysis.analyze(
-            _CONFIG.value, _WORKDIR.value, init=_INIT.value, step=_STEP.value, num_batches=_NUM_BATCHES.value,
+            config, _WORKDIR.value, init=_INIT.value, step=_STEP.value, num_batches=_NUM_BATCHES.value,
             grad_batches=_GRAD_BATCHES.value, energy=_ENERGY.value, batch_stats=batch_stats, bypass=_BYPASS.value,
             figures=_FIGURES.value, out_dir=out_dir, probe_samples=_PROBE.value, raster_neurons=_NEURONS.value,
         )
@@ -68,4 +69,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -7,6 +7,9 @@ A config has four parts: ``seed``; ``model`` (read by :func:`masnn_jax.models.bu
 
 from __future__ import annotations
 
+import os
+import sys
+
 import ml_collections
 
 from masnn_jax.data import default_data_config
@@ -78,3 +81,55 @@ def base_config(*, arch: str | None, T: int, dataset: str = "digits_dvs", attent
     t.max_to_keep = 3
     t.num_workers = 0
     return config
+
+
+
+
+_CONFIG_ERRORS = (AttributeError, KeyError, OSError, SyntaxError, NameError, TypeError)
+
+
+def _config_error_exit(e: BaseException) -> None:
+    message = str(e).strip().splitlines()[-1].strip() if str(e).strip() else ""
+    print(f"FATAL Flags parsing error: --config or one of its --config.* overrides: {type(e).__name__}: {message} "
+          "(unknown config key, missing file or not a config file)", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def define_config_flag(default: str | None, help_string: str, **kwargs):
+    """``config_flags.DEFINE_config_file('config', default, help_string, **kwargs)`` for the command-line tools.
+
+    ml_collections loads the file and applies ``--config.a.b=value`` overrides while defining the flag (at import)
+    or while parsing, and reports a missing file, a file that is not a config, or an override of a key the config
+    does not have as a traceback (``OSError``, ``NameError``, ``AttributeError: 'b'``, ``KeyError``). Those become
+    one ``FATAL Flags parsing error`` line and exit status 1, as absl does for other bad flags; use
+    :func:`parse_flags` as ``app.run``'s ``flags_parser`` for the parse-time half.
+
+    Raises:
+      SystemExit(1): as above.
+    """
+    from ml_collections import config_flags
+
+    try:
+        return config_flags.DEFINE_config_file("config", default, help_string, **kwargs)
+    except _CONFIG_ERRORS as e:
+        _config_error_exit(e)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl ``flags_parser`` for ``app.run``: ``flags.FLAGS(argv)``, with the config errors of
+    :func:`define_config_flag` reported as one line (exit 1)."""
+    from absl import flags
+
+    try:
+        rest = flags.FLAGS(argv)
+        given = "config" in flags.FLAGS and flags.FLAGS["config"].present
+        filename = flags.FLAGS["config"].config_filename if given else None
+        if filename and not os.path.isfile(filename.split(":")[0]):
+            raise flags.Error(f"--config={filename}: no such file")
+        return rest
+    except flags.Error as e:  # absl's own report (app.run does not catch errors of a custom flags_parser)
+        print(f"FATAL Flags parsing error: {e}\nPass --helpshort or --helpfull to see help on flags.",
+              file=sys.stderr, flush=True)
+        sys.exit(1)
+    except _CONFIG_ERRORS as e:
+        _config_error_exit(e)

@@ -366,3 +366,20 @@ def test_workdir_lock_refuses_a_second_run(tmp_path):
         holder.wait()
     with training._workdir_lock(workdir):  # a killed holder leaves no stale lock
         pass
+
+
+@pytest.mark.parametrize("flag, text", [
+    ("--config.model.nonexistent=1", "AttributeError: \"'nonexistent'\""),
+    ("--config.foo.bar=1", "KeyError"),
+    ("--config=configs/no_such_config.py", "--config=configs/no_such_config.py: no such file"),
+    ("--config=README.md", "SyntaxError"),
+])
+def test_bad_config_flag_is_one_line(tmp_path, flag, text):
+    workdir = str(tmp_path / "run")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), f"--workdir={workdir}", flag], cwd=ROOT,
+                          env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    fatal = [ln for ln in proc.stderr.splitlines() if ln.startswith("FATAL Flags parsing error")]
+    assert len(fatal) == 1 and text in fatal[0], proc.stderr[-2000:]
+    assert not os.path.exists(workdir)

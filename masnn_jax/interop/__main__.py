@@ -24,10 +24,10 @@ import os
 import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
+from masnn_jax.config import define_config_flag, parse_flags
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "masnn-jax config file (ml_collections) describing the official network.", lock_config=True
+_CONFIG = define_config_flag(
+    None, "masnn-jax config file (ml_collections) describing the official network.", lock_config=True
 )
 _OUT = flags.DEFINE_string("out", None, "Output run directory; the checkpoint goes to <out>/checkpoints.")
 _FRAMES = flags.DEFINE_enum(
@@ -41,7 +41,8 @@ _WEIGHTS_ONLY = flags.DEFINE_bool("weights_only", True, "torch.load(weights_only
 def main(argv):
     if len(argv) != 2:
         raise app.UsageError("usage: python -m masnn_jax.interop <official.pth> --config=<config.py> --out=<dir>")
-    if _CONFIG.value is None:
+    config = _CONFIG.value
+    if config is None:
         raise app.UsageError("--config is required")
     if not _OUT.value:
         raise app.UsageError("--out is required")
@@ -60,7 +61,6 @@ def main(argv):
     from masnn_jax import interop, training
     from masnn_jax.interop.official import read_torch_file
 
-    config = _CONFIG.value
     try:  # garbage file, torch missing, NumPy objects under weights_only: one line naming the file and the fix
         raw = read_torch_file(path, weights_only=_WEIGHTS_ONLY.value, cli=True)
     except (ValueError, ImportError, OSError) as e:
@@ -97,4 +97,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
