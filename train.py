@@ -33,7 +33,7 @@ def main(argv):
 
     if _DISTRIBUTED.value:
         jax.distributed.initialize()
-    from masnn_jax import training
+    from masnn_jax import train as training
 
     config = _CONFIG.value
     config_name = os.path.splitext(os.path.basename(flags.FLAGS["config"].config_filename))[0]

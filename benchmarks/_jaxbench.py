@@ -85,42 +85,48 @@ def execution_options(cfg: dict) -> dict:
     """The ``config.model`` keys that decide how the step runs (defaults included), for the JSON rows."""
     from masnn_jax import models
 
-    return {key: cfg.get(key) for key in models.EXECUTION_KEYS}
+    return {key: cfg.get(key) for key in models.execution_keys(cfg.get("name", "masnn"))}
 
 
 def make_train_step(model_cfg: dict, *, batch: int, seed: int = 0, donate: bool = True):
-    """The real ``masnn_jax.training.Trainer`` train step (its ``_train_step_impl``, Adam + plateau, MSE) for
-    ``model_cfg``, jitted, with its initial state and one synthetic batch of event-count frames.
+    """The library's train step (:func:`masnn_jax.train.train_step`, Adam + plateau, MSE: what ``train.py`` runs)
+    for ``model_cfg``, jitted and compiled ahead of time, with its initial state and one synthetic batch of
+    event-count frames.
 
     Returns ``(step, state, frames, labels)``; ``step(state, frames, labels) -> (state, metrics)``.
     """
+    import functools
+
     import jax
     import jax.numpy as jnp
     import ml_collections
     import numpy as np
     from flax import nnx
 
-    from masnn_jax import models, training
+    from masnn_jax import models
+    from masnn_jax import train as training
 
     train_cfg = ml_collections.ConfigDict(dict(
         optimizer="adam", learning_rate=1e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, schedule="plateau",
         plateau_factor=0.1, plateau_patience=5, loss="mse", num_epochs=1,
     ))
     model = models.build(model_cfg, rngs=nnx.Rngs(seed))
-    model.train()
-    trainer = object.__new__(training.Trainer)  # the step needs only these attributes, not a dataset
-    trainer.config = ml_collections.ConfigDict(dict(train=train_cfg))
-    trainer.num_classes = model.num_classes
-    trainer.graphdef_train, params, rest = nnx.split(model, nnx.Param, ...)
-    trainer.tx = training.make_optimizer(train_cfg, 100)
-    state = {"params": params, "rest": rest, "opt_state": trainer.tx.init(params)}
+    tx = training.make_optimizer(train_cfg, 100)
+    graphdef, state = training.init_state(model, tx)
+    task = training.task_from_config(train_cfg, model.input_kind, model.num_classes)
     h, w, c = model.input_shape
     rng = np.random.default_rng(seed)
     # Event counts per bin: mostly 0, some 1..3 (like 25 ms DVS bins downsampled by 4).
     frames = rng.poisson(0.3, size=(batch, model.T, h, w, c)).astype(np.float32)
     labels = rng.integers(0, model.num_classes, size=(batch,)).astype(np.int32)
+    pure = functools.partial(training.train_step, graphdef=graphdef, tx=tx, task=task)
     # what the Trainer runs: compiled ahead of time, then the compiler's freed heap is returned to the OS
-    step = training.CompiledStep(jax.jit(trainer._train_step_impl, donate_argnums=(0,) if donate else ()))
+    compiled = training.CompiledStep(jax.jit(pure, donate_argnums=(0,) if donate else ()))
+
+    def step(state, frames, labels):
+        return compiled(state, {"frames": frames, "label": labels})
+
+    step.lower = lambda state, frames, labels: compiled.lower(state, {"frames": frames, "label": labels})
     return step, state, jnp.asarray(frames), jnp.asarray(labels)
 
 
@@ -154,7 +160,7 @@ def cost_gflops(jitted, *args, reference=None) -> tuple[float | None, float]:
 def flops_reference(model_cfg: dict, batch: int):
     """The train step of ``model_cfg`` with ``conv_impl='xla'`` and no remat (for FLOP counting), or None when
     ``model_cfg`` already is that."""
-    from masnn_jax import ops
+    from masnn_jax.snn import ops
 
     if ops.resolve_conv_impl(model_cfg.get("conv_impl", "auto")) == "xla" and model_cfg.get("remat", "none") == "none":
         return None

@@ -1,7 +1,7 @@
 """The machine's measured throughput, so that model results can be read as a fraction of what the hardware does.
 
 Prints one JSON line per measurement: square matmul (fp32, bf16 in / fp32 accumulate) and the Gesture net's
-biggest conv (3x3, 64->128, 32x32, NHWC, fwd+bwd) in JAX — XLA's convolution and masnn_jax.ops' im2col — and, if
+biggest conv (3x3, 64->128, 32x32, NHWC, fwd+bwd) in JAX — XLA's convolution and masnn_jax.snn.ops' im2col — and, if
 torch is installed, the same in torch. Median of ``--repeats`` after a warm-up.
 
 Usage::
@@ -40,7 +40,7 @@ def jax_rows(args):
     import jax.numpy as jnp
     import numpy as np
 
-    from masnn_jax import ops
+    from masnn_jax.snn import ops
 
     dev = jb.devices_str()
     rng = np.random.default_rng(0)

@@ -1,8 +1,9 @@
 """Shared defaults for the ``configs/*.py`` files (ml_collections).
 
-A config has four parts: ``seed``; ``model`` (read by :func:`masnn_jax.models.build`); ``data`` (read by
-:func:`masnn_jax.data.build`); ``train`` (read by :mod:`masnn_jax.training`). ``T`` is one
-``ml_collections.FieldReference`` shared by ``model.T`` and ``data.T``: ``--config.model.T=16`` sets both.
+A config has four parts: ``seed``; ``model`` (read by :func:`masnn_jax.models.build`, keys of the family
+``model.name``); ``data`` (read by :func:`masnn_jax.data.build`, keys of the dataset's kind only); ``train`` (read by
+:mod:`masnn_jax.train`; :func:`train_defaults`). For event data ``T`` is one ``ml_collections.FieldReference``
+shared by ``model.T`` and ``data.T``: ``--config.model.T=16`` sets both.
 """
 
 from __future__ import annotations
@@ -13,6 +14,23 @@ import sys
 import ml_collections
 
 from masnn_jax.data import default_data_config
+
+__all__ = ["train_defaults", "base_config", "define_config_flag", "parse_flags"]
+
+
+def train_defaults(**overrides) -> ml_collections.ConfigDict:
+    """``config.train`` with every key the trainer reads, at the MA-SNN event recipe's values (Adam 1e-4, plateau,
+    MSE, batch 128, 300 epochs); ``overrides`` replace any of them (new keys allowed: e.g. ``label_smoothing``).
+    See :mod:`masnn_jax.train.optim` for the optimiser and schedule keys."""
+    t = ml_collections.ConfigDict(dict(
+        num_epochs=300, batch_size=128, eval_batch_size=128, optimizer="adam", learning_rate=1e-4, b1=0.9,
+        b2=0.999, eps=1e-8, momentum=0.9, nesterov=False, weight_decay=0.0, weight_decay_mask="all",
+        schedule="plateau", plateau_factor=0.1, plateau_patience=5, min_lr=0.0, warmup_epochs=0, warmup_lr=0.0,
+        step_epochs=30, step_gamma=0.1, loss="mse", label_smoothing=0.0, eval_every_epochs=1,
+        checkpoint_every_steps=0, max_to_keep=3, num_workers=0,
+    ))
+    t.update(overrides)
+    return t
 
 
 def base_config(*, arch: str | None, T: int, dataset: str = "digits_dvs", attention: str = "TCSA",
@@ -53,33 +71,14 @@ def base_config(*, arch: str | None, T: int, dataset: str = "digits_dvs", attent
     m.unroll = 1
     m.conv_impl = "auto"  # 'auto' = im2col on CPU, XLA's (cuDNN's) conv elsewhere; 'xla' | 'im2col'
     m.remat = "none"  # 'layer': recompute each spiking layer in the backward pass (memory for long T)
-    m.batch_chunks = 8  # n > 1: BN/pool/attention/neuron of conv layers in n checkpointed batch chunks (memory, speed)
+    m.batch_chunks = ml_collections.FieldReference("auto", field_type=object)  # n > 1: BN/pool/attention/neuron of conv layers in n chunks; 'auto': 8 on CPU, 1 on GPU
     m.dtype = ml_collections.FieldReference(None, field_type=str)
     m.param_dtype = "float32"
 
     config.data = default_data_config(dataset)
     config.data.T = t_ref
 
-    config.train = ml_collections.ConfigDict()
-    t = config.train
-    t.num_epochs = 300
-    t.batch_size = 128
-    t.eval_batch_size = 128
-    t.optimizer = "adam"
-    t.learning_rate = 1e-4
-    t.b1 = 0.9
-    t.b2 = 0.999
-    t.eps = 1e-8
-    t.momentum = 0.9
-    t.weight_decay = 0.0
-    t.schedule = "plateau"
-    t.plateau_factor = 0.1
-    t.plateau_patience = 5
-    t.loss = "mse"
-    t.eval_every_epochs = 1
-    t.checkpoint_every_steps = 0  # 0: checkpoint at the end of every epoch only
-    t.max_to_keep = 3
-    t.num_workers = 0
+    config.train = train_defaults()  # checkpoint_every_steps 0: at the end of every epoch only
     return config
 
 

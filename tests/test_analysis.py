@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from masnn_jax import analysis, models, training
+from masnn_jax import analysis, models
+from masnn_jax import train as training
 from masnn_jax.analysis import plots
 from masnn_jax.config import base_config
 

@@ -1,4 +1,4 @@
-"""Tests for masnn_jax.attention.
+"""Tests for masnn_jax.nn.attention.
 
 Reference values come from SpikingJelly 2.0.0 (`layer.attention.MultiDimensionalAttention`,
 `TemporalWiseAttention`) run in torch float64, and from NumPy re-derivations of the paper
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from masnn_jax.attention import (
+from masnn_jax.nn.attention import (
     ECA,
     SCHEMES,
     ChannelAttention,

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from masnn_jax import data as D
-from masnn_jax.data import (
+from masnn_jax.data import events as D
+from masnn_jax.data.events import (
     EVENT_DTYPE,
     build,
     default_data_config,

@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from masnn_jax.data import (
+from masnn_jax.data.events import (
     CIFAR10_CLASSES,
     DataFormatError,
     DatasetNotFoundError,

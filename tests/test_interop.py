@@ -534,7 +534,7 @@ def _load_config_file(path):
 
 
 def test_command_line_converter_end_to_end(tmp_path):
-    from masnn_jax import training
+    from masnn_jax import train as training
 
     cfg_file = tmp_path / "tiny.py"
     cfg_file.write_text(TINY_CONFIG)
@@ -583,7 +583,7 @@ def test_converted_checkpoint_evaluates_with_train_py(tmp_path):
         pytest.skip("configs/digits_dvs.py does not exist (no offline dataset config to evaluate on)")
     config = _load_config_file(cfg_file)
     # the converter itself is exercised above; here the conversion runs in-process to save a subprocess
-    from masnn_jax import training
+    from masnn_jax import train as training
 
     out = tmp_path / "run"
     training.save_model_checkpoint(interop.from_official_torch(_numpy_sd(config, 3), config), config, str(out))

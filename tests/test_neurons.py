@@ -1,4 +1,4 @@
-"""Tests of masnn_jax.neurons against step-by-step references written here.
+"""Tests of masnn_jax.snn.neurons against step-by-step references written here.
 
 References: plain NumPy loops in the form each source writes its neuron (official MA-SNN ``ConvIFCell``, Att-Res-SNN
 ``mem_update``, SpikingJelly 2.0 ``LIFNode``/``IFNode``), a hand-written torch version of the official loop for
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from masnn_jax import neurons, surrogate
+from masnn_jax.snn import neurons, surrogate
 
 F32 = lambda v: float(np.float32(v))  # noqa: E731  (parameters as the float32 path sees them)
 

@@ -1,4 +1,4 @@
-"""Tests of masnn_jax.ops: the im2col convolution equals XLA's, forward and gradient; config wiring."""
+"""Tests of masnn_jax.snn.ops: the im2col convolution equals XLA's, forward and gradient; config wiring."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from masnn_jax import models, ops
+from masnn_jax import models
+from masnn_jax.snn import ops
 
 CASES = [
     # (N, H, W, cin, cout, k, stride, padding)
@@ -204,7 +205,8 @@ def test_conv_moments_chunked_statistics_f32():
 def test_batch_chunks_lower_compiled_memory():
     """batch_chunks = 4 must shrink the compiled temp memory of a conv layer's fwd + bwd (the whole point of the
     option): the backward then holds one chunk's BN/attention/neuron intermediates instead of the whole batch's."""
-    from masnn_jax import layers, neurons
+    from masnn_jax.nn import layers
+    from masnn_jax.snn import neurons
 
     def temp_bytes(chunks):
         layer = layers.ConvAttLIF(8, 32, T=24, neuron=neurons.masnn_official(), pool=2, attention="TCSA",

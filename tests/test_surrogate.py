@@ -1,4 +1,4 @@
-"""Tests of masnn_jax.surrogate: Heaviside forward, surrogate backward.
+"""Tests of masnn_jax.snn.surrogate: Heaviside forward, surrogate backward.
 
 Expected derivatives come from the formulas written below (the literature's and SpikingJelly 2.0's definitions),
 evaluated in float64 NumPy, and from SpikingJelly's own autograd (float64 torch) where it has the same function.
@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from masnn_jax import surrogate
+from masnn_jax.snn import surrogate
 
 # --- independent reference formulas (float64 NumPy) --------------------------------------------------------------
 # name -> (hyper-parameter keyword, default, g(x, h)). x is u - v_th.

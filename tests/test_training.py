@@ -57,7 +57,7 @@ def _final_params(workdir):
     sys.path.insert(0, ROOT)
     import jax
     from flax import nnx
-    from masnn_jax import training
+    from masnn_jax import train as training
 
     config = _load_config(workdir)
     model, meta = training.load_model(config, workdir)
@@ -204,7 +204,7 @@ DATA_PARALLEL = textwrap.dedent(
     import json, sys
     import jax, numpy as np
     sys.path.insert(0, {root!r})
-    from masnn_jax import training
+    from masnn_jax import train as training
     import importlib.util
     spec = importlib.util.spec_from_file_location("cfg", {root!r} + "/configs/digits_dvs.py")
     mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
@@ -321,37 +321,37 @@ def test_batch_chunks_not_dividing_the_batch_is_logged(caplog):
 
     import ml_collections
 
-    from masnn_jax import training
+    from masnn_jax import train as training
 
     config = ml_collections.ConfigDict({"model": {"batch_chunks": 7}, "train": {"batch_size": 32}})
     with caplog.at_level(std_logging.WARNING):
-        training._note_batch_chunks(config, 1)
+        training.loop.note_batch_chunks(config, 1)
     assert "config.model.batch_chunks=7 does not divide the per-device batch 32" in caplog.text
     assert "training runs 1 chunk(s)" in caplog.text
     caplog.clear()
     config.model.batch_chunks = 4
     with caplog.at_level(std_logging.WARNING):
-        training._note_batch_chunks(config, 2)  # 16 per device: 4 divides it
+        training.loop.note_batch_chunks(config, 2)  # 16 per device: 4 divides it
     assert "batch_chunks" not in caplog.text
 
 
 def test_workdir_lock_refuses_a_second_run(tmp_path):
     """A second training run on a workdir another live run is using is refused with one line naming the holder, and
     writes nothing; the lock is released when its holder ends (also when it is killed)."""
-    from masnn_jax import training
+    from masnn_jax import train as training
 
     workdir = str(tmp_path / "run")
     os.makedirs(workdir)
-    with training._workdir_lock(workdir):  # in-process: a second open file description conflicts
+    with training.workdir_lock(workdir):  # in-process: a second open file description conflicts
         with pytest.raises(training.WorkdirInUseError, match=r"is in use by another training run \(pid \d+ on "):
-            with training._workdir_lock(workdir):
+            with training.workdir_lock(workdir):
                 pass
-    with training._workdir_lock(workdir):  # released
+    with training.workdir_lock(workdir):  # released
         pass
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); from masnn_jax import training\n"
-         "with training._workdir_lock(sys.argv[2]):\n    print('locked', flush=True); time.sleep(300)", ROOT, workdir],
+        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); from masnn_jax import train as training\n"
+         "with training.workdir_lock(sys.argv[2]):\n    print('locked', flush=True); time.sleep(300)", ROOT, workdir],
         env=_env(), stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -364,7 +364,7 @@ def test_workdir_lock_refuses_a_second_run(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    with training._workdir_lock(workdir):  # a killed holder leaves no stale lock
+    with training.workdir_lock(workdir):  # a killed holder leaves no stale lock
         pass
 
 

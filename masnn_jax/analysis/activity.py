@@ -1,7 +1,7 @@
 """Spiking activity of an MA-SNN over a dataset, collected in one jit-compiled pass per batch.
 
 The network is run layer by layer with :func:`run_layers`, which walks ``model.spiking_layers`` exactly as
-:class:`~masnn_jax.models.event.MASNN` does (convs, flatten, dense layers, mean over T) but returns every layer's
+:class:`~masnn_jax.models.masnn_event.MASNN` does (convs, flatten, dense layers, mean over T) but returns every layer's
 spikes. A jitted reduction (:func:`collect_activity`) turns them into small per-batch sums (spikes per layer and
 time step, spikes per neuron, spikes per sample, non-zero input elements), which are accumulated on the host in
 float64. No Python hooks run inside the compiled computation; the layers' own ``record`` /
@@ -65,7 +65,7 @@ def run_layers(
     """Runs an MA-SNN layer by layer and returns every layer's output.
 
     Args:
-      model: a :class:`~masnn_jax.models.event.MASNN` (``convs``, ``fcs``, ``input_shape``, ``T``, ``dtype``).
+      model: a :class:`~masnn_jax.models.masnn_event.MASNN` (``convs``, ``fcs``, ``input_shape``, ``T``, ``dtype``).
       frames: ``(B, T, H, W, C)``.
       attention: False bypasses every layer's attention module (see :func:`layer_forward`).
       return_v: also return each layer's membrane trace (the potential each step fired on).

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from masnn_jax import attention as attention_lib
+from masnn_jax.nn import attention as attention_lib
 from masnn_jax.analysis.activity import ActivityStats, layer_names
 
 __all__ = ["EnergyModel", "ENERGY_MODELS", "get_energy_model", "LayerOps", "count_operations", "energy_report"]

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from masnn_jax import training
+from masnn_jax import train as training
 from masnn_jax.analysis.activity import iterate_frames, layer_names, run_layers
 
 __all__ = ["gradient_norms"]

@@ -20,7 +20,8 @@ import numpy as np
 from flax import nnx
 
 from masnn_jax import data as data_lib
-from masnn_jax import models, training
+from masnn_jax import models
+from masnn_jax import train as training
 from masnn_jax.analysis import activity as activity_lib
 from masnn_jax.analysis import energy as energy_lib
 from masnn_jax.analysis import gradients as gradients_lib

@@ -58,7 +58,8 @@ def main(argv):
     import numpy as np
     from flax import nnx
 
-    from masnn_jax import interop, training
+    from masnn_jax import interop
+    from masnn_jax import train as training
     from masnn_jax.interop.official import read_torch_file
 
     try:  # garbage file, torch missing, NumPy objects under weights_only: one line naming the file and the fix

@@ -182,7 +182,7 @@ def _mlp_entries(model, prefix: str, path: tuple, ndim: int) -> list[_Entry]:
 
 
 def _check_supported(model: nnx.Module) -> None:
-    from masnn_jax import attention as attention_lib
+    from masnn_jax.nn import attention as attention_lib
 
     if not (hasattr(model, "convs") and hasattr(model, "fcs") and hasattr(model, "input_shape")):
         raise ValueError(

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from masnn_jax.data.events import EVENT_DTYPE
+from masnn_jax.data.events.core import EVENT_DTYPE
 
 __all__ = ["DEFAULT_SACCADES", "emulate_dvs", "emulate_dvs_batch", "saccade_path", "render_frames"]
 

@@ -12,7 +12,7 @@ derivatives are evaluated in at least float32 and cast back).
 
 Entry point::
 
-    from masnn_jax import surrogate
+    from masnn_jax.snn import surrogate
     spike = surrogate.get("atan", alpha=2.0)      # a SpikeFunction
     s = spike(u - v_th)                           # Θ(u - v_th) forward, ATan surrogate backward
 
@@ -46,7 +46,7 @@ Sigmoid(4) and ATan(2) both peak at g(0) = 1.
 Writing your own surrogate takes one function of ``(x, hparam)``::
 
     import jax.numpy as jnp
-    from masnn_jax import surrogate
+    from masnn_jax.snn import surrogate
 
     def gaussian_grad(x, sigma):
         return jnp.exp(-0.5 * (x / sigma) ** 2) / (sigma * jnp.sqrt(2 * jnp.pi))

@@ -18,14 +18,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from masnn_jax import attention as attention_lib
-from masnn_jax import neurons
-from masnn_jax import ops
-from masnn_jax import surrogate as surrogate_lib
+from masnn_jax.nn import attention as attention_lib
+from masnn_jax.snn import chunking, neurons, ops
+from masnn_jax.snn import surrogate as surrogate_lib
+from masnn_jax.snn.norm import BatchNorm
 
 __all__ = [
-    "torch_default_init", "neuron_from_config", "BatchNorm", "batch_moments", "effective_batch_chunks", "SpikingNeuron",
-    "ConvAttLIF", "DenseAttLIF",
+    "torch_default_init", "neuron_from_config", "RECORD_MODES", "record_activity", "set_recording", "SpikingNeuron",
+    "conv_bn_statistics", "ConvBN", "ConvAttLIF", "DenseAttLIF",
 ]
 
 
@@ -48,13 +48,13 @@ def neuron_from_config(neuron_cfg: Any, surrogate_cfg: Any | None = None) -> neu
 
     Args:
       neuron_cfg: mapping with ``kind`` in ('masnn_official', 'att_res_snn', 'lif', 'if', 'plif') and that preset's
-        keyword arguments (see :mod:`masnn_jax.neurons`; e.g. ``v_th``, ``alpha``, ``beta``, ``mode_select``,
+        keyword arguments (see :mod:`masnn_jax.snn.neurons`; e.g. ``v_th``, ``alpha``, ``beta``, ``mode_select``,
         ``tr_model`` for 'masnn_official'; ``tau``, ``decay_input``, ``v_threshold``, ``v_reset``, ``detach_reset``
         for 'lif'; ``init_tau`` ... for 'plif').
       surrogate_cfg: mapping with ``name`` and the surrogate's hyper-parameter (``alpha`` or ``width``), or None for
         the preset's own surrogate.
     Returns:
-      :class:`~masnn_jax.neurons.LIFParams`, or for 'plif' the keyword dict for :class:`~masnn_jax.neurons.PLIF`.
+      :class:`~masnn_jax.snn.neurons.LIFParams`, or for 'plif' the keyword dict for :class:`~masnn_jax.snn.neurons.PLIF`.
     Raises:
       ValueError: unknown ``config.model.neuron.kind``, unknown or bad keys (named in the message).
     """
@@ -85,125 +85,61 @@ def neuron_from_config(neuron_cfg: Any, surrogate_cfg: Any | None = None) -> neu
     raise ValueError(f"config.model.neuron.kind must be one of {_NEURON_KINDS}, got {kind!r}")
 
 
-class BatchNorm(nnx.Module):
-    """Batch normalisation over every axis but the last, with PyTorch's ``nn.BatchNorm{1,2}d`` semantics.
-
-    Training mode (``use_running_average=False``): normalises with the batch mean and the *biased* batch variance,
-    and updates ``mean <- momentum·mean + (1 − momentum)·batch_mean`` and ``var <- momentum·var + (1 −
-    momentum)·batch_var·n/(n − 1)`` with the *unbiased* variance, as PyTorch does (``n`` values per channel);
-    ``nnx.BatchNorm`` would use the biased one there. Eval mode normalises with the running statistics.
-    ``model.train()`` / ``model.eval()`` switch ``use_running_average``.
-
-    Args:
-      features: channels (last axis). momentum: Flax convention (0.9 = PyTorch's momentum 0.1). epsilon: 1e-5.
-      dtype: computation dtype (None: the input's, promoted with the parameters'); param_dtype: dtype of ``scale``,
-        ``bias`` and of the running statistics ``mean`` and ``var``.
-    Call: ``bn(x)``, ``x`` of shape ``(N, ..., features)`` -> same shape.
-    Source: ``torch.nn.BatchNorm2d`` as used after every conv / linear layer of ``MA_SNN/module/LIF_Module.py``.
-    """
-
-    def __init__(self, features: int, *, momentum: float = 0.9, epsilon: float = 1e-5, dtype=None,
-                 param_dtype=jnp.float32, use_running_average: bool = False, rngs: nnx.Rngs | None = None):
-        self.scale = nnx.Param(jnp.ones((features,), param_dtype))
-        self.bias = nnx.Param(jnp.zeros((features,), param_dtype))
-        self.mean = nnx.BatchStat(jnp.zeros((features,), param_dtype))
-        self.var = nnx.BatchStat(jnp.ones((features,), param_dtype))
-        self.momentum, self.epsilon, self.dtype = momentum, epsilon, dtype
-        self.use_running_average = use_running_average
-
-    def statistics(self, x: jax.Array, moments: tuple[jax.Array, jax.Array] | None = None
-                   ) -> tuple[jax.Array, jax.Array]:
-        """The ``(mean, var)`` (each ``(features,)``, at least float32) that normalise ``x`` of shape
-        ``(N, ..., features)``: the running statistics in eval mode; in training mode the batch mean and biased
-        variance (``moments`` when given, already computed from ``x``, e.g. by :func:`masnn_jax.ops.conv_moments`),
-        after updating the running statistics as described in the class docstring."""
-        stat_dtype = self.stat_dtype(x)
-        if self.use_running_average:
-            return self.mean[...].astype(stat_dtype), self.var[...].astype(stat_dtype)
-        mean, var = batch_moments(x, stat_dtype) if moments is None else moments
-        n = x.size // x.shape[-1]
-        m = self.momentum
-        self.mean[...] = (m * self.mean[...] + (1 - m) * jax.lax.stop_gradient(mean)).astype(self.mean.dtype)
-        unbiased = jax.lax.stop_gradient(var) * (n / max(n - 1, 1))
-        self.var[...] = (m * self.var[...] + (1 - m) * unbiased).astype(self.var.dtype)
-        return mean, var
-
-    def normalize(self, x: jax.Array, mean: jax.Array, var: jax.Array) -> jax.Array:
-        """``(x − mean) / sqrt(var + eps) · scale + bias`` for any ``x`` of shape ``(..., features)`` (a chunk of
-        the batch that :meth:`statistics` saw, for example); returns the compute dtype. Updates nothing."""
-        dtype = self._dtype(x)
-        y = (x.astype(mean.dtype) - mean) * jax.lax.rsqrt(var + self.epsilon)
-        y = y * self.scale[...].astype(mean.dtype) + self.bias[...].astype(mean.dtype)
-        return y.astype(dtype)
-
-    def _dtype(self, x: jax.Array):
-        return self.dtype or jnp.promote_types(x.dtype, self.scale[...].dtype)
-
-    def stat_dtype(self, x: jax.Array):
-        """The dtype of the statistics for input ``x``: the compute dtype, at least float32 (bf16 compute)."""
-        return jnp.promote_types(self._dtype(x), jnp.float32)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        mean, var = self.statistics(x)
-        return self.normalize(x, mean, var)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def batch_moments(x: jax.Array, dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
-    """Per-channel mean and biased variance of ``x`` ``(N, ..., C)`` over every axis but the last, computed in
-    ``dtype``; returns two ``(C,)`` arrays.
-
-    Same values and gradients as ``mean(x)``, ``mean((x − mean)²)`` written in ``jax.numpy``, but the backward pass
-    keeps only ``x`` (in its own dtype) and the mean, not a float32 copy of ``x − mean``: one activation-sized buffer
-    less per BatchNorm in training. Gradient: ``dx = dmean/N + 2·dvar·(x − mean)/N``.
-    """
-    return _batch_moments_fwd(x, dtype)[0]
-
-
-def _batch_moments_fwd(x, dtype):
-    xs = x.astype(dtype)
-    axes = tuple(range(x.ndim - 1))
-    mean = jnp.mean(xs, axis=axes)
-    var = jnp.mean(jnp.square(xs - mean), axis=axes)
-    return (mean, var), (x, mean)
-
-
-def _batch_moments_bwd(dtype, res, cts):
-    x, mean = res
-    dmean, dvar = cts
-    n = x.size // x.shape[-1]
-    dx = (dmean + 2.0 * dvar * (x.astype(dtype) - mean)) / n
-    return (dx.astype(x.dtype),)
-
-
-batch_moments.defvjp(_batch_moments_fwd, _batch_moments_bwd)
-
-
 def _batch_norm(features: int, momentum: float, dtype, param_dtype, rngs: nnx.Rngs) -> BatchNorm:
     """The layers' BatchNorm (eps 1e-5, PyTorch's running-variance update)."""
     return BatchNorm(features, momentum=momentum, epsilon=1e-5, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
 
-def effective_batch_chunks(batch_chunks: int, per_device_batch: int) -> int:
-    """The number of chunks a conv layer really runs for ``config.model.batch_chunks`` on a per-device batch of
-    ``per_device_batch`` samples: ``gcd(batch_chunks, per_device_batch)`` (chunks must split the batch evenly)."""
-    return math.gcd(int(batch_chunks), int(per_device_batch))
+#: Values of a spiking layer's ``record`` attribute: nothing; per-sample spike counts (``activity``, what training
+#: logs as the firing rate); or also the whole output (``spikes``, what :mod:`masnn_jax.analysis` reads).
+RECORD_MODES = ("off", "activity", "spikes")
 
 
-def _sow_activity(layer: nnx.Module, out: jax.Array) -> None:
-    """Stores ``[[spike count, B-less element count]]`` per sample, shape ``(B, 2)`` float32, as the
-    ``nnx.Intermediate`` ``activity`` (read by :func:`masnn_jax.training.network_firing_rate`)."""
+def record_activity(layer: nnx.Module, out: jax.Array) -> None:
+    """The recording protocol every spiking layer of every model family follows (read by
+    :func:`masnn_jax.train.steps.network_firing_rate` and :mod:`masnn_jax.analysis`).
+
+    With ``layer.record`` in ('activity', 'spikes') (True counts as 'activity') sows, as ``nnx.Intermediate``,
+    ``activity``: ``[[spike count, element count]]`` per sample, shape ``(B, 2)`` float32 (elements = T × neurons);
+    with 'spikes' also ``spikes``: the output itself, ``(B, T, ...)``. Does nothing when ``record`` is off.
+
+    Args:
+      layer: the spiking layer (an ``nnx.Module`` with a ``record`` attribute).
+      out: its output, ``(B, T, ...)`` (spikes, or LIAF values).
+    """
+    mode = getattr(layer, "record", "off")
+    if mode is True:
+        mode = "activity"
+    if not mode or mode == "off":
+        return
     per_sample = out.reshape(out.shape[0], -1).astype(jnp.float32)
     count = jnp.full((out.shape[0],), per_sample.shape[1], jnp.float32)
     layer.sow(nnx.Intermediate, "activity", jnp.stack([per_sample.sum(1), count], axis=1))
+    if mode == "spikes":
+        layer.sow(nnx.Intermediate, "spikes", out)
+
+
+def set_recording(model: nnx.Module, mode: str | bool) -> None:
+    """Sets ``record`` on every module of ``model`` that has one (see :func:`record_activity`).
+
+    Raises:
+      ValueError: ``mode`` not in :data:`RECORD_MODES` (or a bool).
+    """
+    if isinstance(mode, bool):
+        mode = "activity" if mode else "off"
+    if mode not in RECORD_MODES:
+        raise ValueError(f"record mode must be one of {RECORD_MODES}, got {mode!r}")
+    for _, module in nnx.iter_graph(model):
+        if isinstance(module, nnx.Module) and hasattr(module, "record"):
+            module.record = mode
 
 
 class SpikingNeuron(nnx.Module):
-    """A neuron population run over time: fixed :class:`~masnn_jax.neurons.LIFParams`, or a learnable PLIF.
+    """A neuron population run over time: fixed :class:`~masnn_jax.snn.neurons.LIFParams`, or a learnable PLIF.
 
     Args:
-      params: ``LIFParams`` (static), or a dict of :class:`~masnn_jax.neurons.PLIF` keyword arguments.
-      checkpoint, unroll: passed to :func:`~masnn_jax.neurons.lif`.
+      params: ``LIFParams`` (static), or a dict of :class:`~masnn_jax.snn.neurons.PLIF` keyword arguments.
+      checkpoint, unroll: passed to :func:`~masnn_jax.snn.neurons.lif`.
     Call:
       ``neuron(x, transform=None, return_v=False)``, ``x`` of shape ``(B, T, ...)``; returns spikes (or LIAF
       values) of the same shape and dtype, and the membrane trace when ``return_v``.
@@ -232,7 +168,7 @@ class SpikingNeuron(nnx.Module):
 class _SpikingLayer(nnx.Module):
     """What ConvAttLIF and DenseAttLIF share: pre-activation -> attention -> neuron scan -> optional activity sow.
 
-    Subclasses set ``attention`` (:class:`~masnn_jax.attention.MultiDimensionalAttention`), ``neuron``
+    Subclasses set ``attention`` (:class:`~masnn_jax.nn.attention.MultiDimensionalAttention`), ``neuron``
     (:class:`SpikingNeuron`) and ``record``, and define ``preactivation``. In 'input' placement
     ``attention.input_transform`` is the whole official block (ReLU included); in 'membrane' placement it is TA only
     and CA/SA run on the membrane potential inside the scan.
@@ -240,8 +176,7 @@ class _SpikingLayer(nnx.Module):
 
     def __call__(self, x: jax.Array, *, return_v: bool = False):
         out = self._spikes(x, return_v)
-        if self.record:
-            _sow_activity(self, out[0] if return_v else out)
+        record_activity(self, out[0] if return_v else out)
         return out
 
     def _spikes(self, x: jax.Array, return_v: bool):
@@ -255,6 +190,70 @@ class _SpikingLayer(nnx.Module):
         return self.neuron(y, transform=transform, return_v=return_v)
 
 
+def conv_bn_statistics(conv: nnx.Conv, bn: BatchNorm, x: jax.Array, *, conv_impl: str, binary_input: bool = False
+                       ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """A convolution and the BatchNorm statistics of its output, on a merged batch ``(N, H, W, C_in)``.
+
+    Returns ``z`` ``(N, H', W', C_out)`` and the ``(mean, var)`` that normalise it (batch statistics in training
+    mode, after updating ``bn``'s running statistics; the running ones in eval mode). With the im2col conv
+    (``conv_impl='im2col'``) in training mode one fused op (:func:`masnn_jax.snn.ops.conv_moments`) computes the conv
+    and the moments, so the backward pass keeps only ``z`` (and ``x`` as int8 when ``binary_input``: 0/1 spikes).
+    Strides and padding are ``conv``'s own.
+    """
+    if conv_impl == "im2col" and not bn.use_running_average:
+        bias = conv.bias[...] if conv.bias is not None else None
+        x, kernel, bias = nnx.nn.dtypes.promote_dtype((x, conv.kernel[...], bias), dtype=conv.dtype)
+        if bias is None:
+            bias = jnp.zeros((kernel.shape[-1],), kernel.dtype)
+        strides = tuple(conv.strides) if isinstance(conv.strides, (tuple, list)) else (conv.strides,) * 2
+        z, mean, var = ops.conv_moments(x, kernel, bias, strides, tuple(map(tuple, conv.padding)),
+                                        ops.DEFAULT_CHUNK_ELEMENTS, bn.stat_dtype(x), binary_input)
+        return z, *bn.statistics(z, (mean, var))
+    z = conv(x)
+    return z, *bn.statistics(z)
+
+
+class ConvBN(nnx.Module):
+    """Conv (any kernel, stride, padding; bias optional) -> BatchNorm over every axis but the channels, on a merged
+    batch ``(N, H, W, C_in)`` (N = B·T: the tdBN statistics over N·T·H·W of Att-Res-SNN).
+
+    Args:
+      in_features, out_features: channels. kernel_size, stride, padding: conv geometry (explicit symmetric
+        padding, as PyTorch). use_bias: conv bias. bn_scale_init: BatchNorm γ at initialisation (0.5 / 0.1 in
+        ``Att_Res_SNN/models/resnet_2.py``). conv_impl: 'auto' | 'xla' | 'im2col'. binary_input: the input holds only
+        0/1 spikes (kept as int8 for the backward pass of the fused op). dtype / param_dtype; rngs.
+    Call: ``convbn(x)`` ``(N, H, W, C_in)`` -> ``(N, H', W', C_out)``; :meth:`statistics` and ``bn.normalize`` split
+      it for chunked use (:func:`masnn_jax.snn.chunking.map_batch_chunks`).
+    Parameters: ``conv.kernel`` ``(k, k, C_in, C_out)`` (PyTorch's default init), ``conv.bias``; ``bn.scale``,
+      ``bn.bias``, ``bn.mean``, ``bn.var``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, kernel_size: int = 3, stride: int = 1,
+                 padding: int = 1, use_bias: bool = False, bn_scale_init: float = 1.0, bn_momentum: float = 0.9,
+                 conv_impl: str = "auto", binary_input: bool = False, dtype=None, param_dtype=jnp.float32,
+                 rngs: nnx.Rngs):
+        fan_in = in_features * kernel_size * kernel_size
+        self.conv_impl = ops.resolve_conv_impl(conv_impl)
+        self.binary_input = bool(binary_input)
+        self.conv = ops.conv(
+            in_features, out_features, (kernel_size, kernel_size), impl=conv_impl, strides=(stride, stride),
+            padding=((padding, padding), (padding, padding)), use_bias=use_bias,
+            kernel_init=torch_default_init(fan_in), bias_init=torch_default_init(fan_in), dtype=dtype,
+            param_dtype=param_dtype, rngs=rngs,
+        )
+        self.bn = _batch_norm(out_features, bn_momentum, dtype, param_dtype, rngs)
+        if bn_scale_init != 1.0:
+            self.bn.scale[...] = jnp.full((out_features,), bn_scale_init, param_dtype)
+
+    def statistics(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """``(z, mean, var)``: see :func:`conv_bn_statistics`."""
+        return conv_bn_statistics(self.conv, self.bn, x, conv_impl=self.conv_impl, binary_input=self.binary_input)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        z, mean, var = self.statistics(x)
+        return self.bn.normalize(z, mean, var)
+
+
 class ConvAttLIF(_SpikingLayer):
     """Conv 3×3 (bias) -> BatchNorm over B·T -> AvgPool(k) -> attention -> LIF, on ``(B, T, H, W, C_in)``.
 
@@ -264,14 +263,14 @@ class ConvAttLIF(_SpikingLayer):
       neuron: ``LIFParams`` or PLIF kwargs (see :func:`neuron_from_config`).
       kernel_size, padding: convolution geometry (official: 3, 1).
       pool: average-pooling kernel and stride (1 = none).
-      attention: scheme in :data:`masnn_jax.attention.SCHEMES`.
+      attention: scheme in :data:`masnn_jax.nn.attention.SCHEMES`.
       placement: 'input' (official: attention on the whole pre-activation sequence, then ReLU) or 'membrane'
         (paper: TA on the input, CA and SA on the membrane potential of every step before firing).
       c_ratio, t_ratio, sa_kernel, channel_attention, spatial_attention: attention options.
       bn_momentum: running-statistics momentum in Flax's convention (0.9 = PyTorch's default 0.1).
-      conv_impl: 'auto' | 'xla' | 'im2col', the convolution's implementation (:func:`masnn_jax.ops.conv`; the
+      conv_impl: 'auto' | 'xla' | 'im2col', the convolution's implementation (:func:`masnn_jax.snn.ops.conv`; the
         parameters are an ``nnx.Conv``'s either way). With 'im2col' in training mode the conv and the BN batch
-        statistics run as one fused op (:func:`masnn_jax.ops.conv_moments`).
+        statistics run as one fused op (:func:`masnn_jax.snn.ops.conv_moments`).
       batch_chunks: n >= 1; n > 1 runs BN, pooling, attention and the neuron loop over n ``jax.checkpoint``-ed
         chunks of the batch (see :meth:`_spikes`): same results up to float rounding, less memory (and faster on
         CPU).
@@ -309,15 +308,13 @@ class ConvAttLIF(_SpikingLayer):
         checkpoint: bool = False,
         unroll: int = 1,
         conv_impl: str = "auto",
-        batch_chunks: int = 1,
+        batch_chunks: int | str = 1,
         binary_input: bool = False,
         dtype=None,
         param_dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
-        if not isinstance(batch_chunks, int) or isinstance(batch_chunks, bool) or batch_chunks < 1:
-            raise ValueError(f"config.model.batch_chunks must be an integer >= 1, got {batch_chunks!r}")
-        self.batch_chunks = batch_chunks
+        self.batch_chunks = chunking.resolve_batch_chunks(batch_chunks)
         self.data_shards = 1  # devices the batch is sharded over (set by the Trainer; see _spikes)
         self.binary_input = bool(binary_input)
         self.conv_impl = ops.resolve_conv_impl(conv_impl)
@@ -351,26 +348,18 @@ class ConvAttLIF(_SpikingLayer):
             param_dtype=param_dtype,
         )
         self.neuron = SpikingNeuron(neuron, checkpoint=checkpoint, unroll=unroll, param_dtype=param_dtype)
-        self.record = False
+        self.record = "off"
 
     def _conv_bn_statistics(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Conv on the merged batch and the BN statistics of its output: ``(B, T, H, W, C_in)`` -> ``z`` ``(B·T, H,
-        W, C_out)``, mean, var (running statistics updated in training mode). With the im2col conv in training mode
-        one fused op (:func:`masnn_jax.ops.conv_moments`) computes both, so the backward pass keeps only ``z``."""
+        W, C_out)``, mean, var (:func:`conv_bn_statistics`)."""
         if x.ndim != 5 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"ConvAttLIF expects (B, T, H, W, {self.in_features}) channels-last input, got shape {x.shape}"
             )
         b, t = x.shape[:2]
-        x = x.reshape((b * t,) + x.shape[2:])
-        conv = self.conv
-        if self.conv_impl == "im2col" and not self.bn.use_running_average:
-            x, kernel, bias = nnx.nn.dtypes.promote_dtype((x, conv.kernel[...], conv.bias[...]), dtype=conv.dtype)
-            z, mean, var = ops.conv_moments(x, kernel, bias, (1, 1), tuple(map(tuple, conv.padding)),
-                                            ops.DEFAULT_CHUNK_ELEMENTS, self.bn.stat_dtype(x), self.binary_input)
-            return z, *self.bn.statistics(z, (mean, var))
-        z = conv(x)
-        return z, *self.bn.statistics(z)
+        return conv_bn_statistics(self.conv, self.bn, x.reshape((b * t,) + x.shape[2:]), conv_impl=self.conv_impl,
+                                  binary_input=self.binary_input)
 
     def _normalize_pool(self, z: jax.Array, mean: jax.Array, var: jax.Array, b: int) -> jax.Array:
         """BN with given statistics, then pooling: ``(b·T, H, W, C)`` -> ``(b, T, H', W', C)``."""
@@ -384,40 +373,19 @@ class ConvAttLIF(_SpikingLayer):
         return self._normalize_pool(*self._conv_bn_statistics(x), x.shape[0])
 
     def _spikes(self, x: jax.Array, return_v: bool):
-        """Everything but the activity sow (see the class docstring). With ``batch_chunks = n > 1`` the part after the convolution (BN with the
-        whole batch's statistics, pooling, attention, neuron loop) runs as a ``jax.lax.map`` over n chunks of the
-        batch, each ``jax.checkpoint``-ed: the backward pass keeps only the conv output and recomputes one chunk at a
-        time. Same values and gradients as n = 1 (the BN statistics and their gradients still cover the whole
-        batch). With the batch sharded over ``data_shards`` devices (set by :class:`masnn_jax.training.Trainer`),
-        every chunk takes ``B/(n·data_shards)`` samples from each device's share, so each device works on its own
-        rows in every chunk. n is reduced to :func:`effective_batch_chunks` of the per-device batch."""
-        b = x.shape[0]
-        d = math.gcd(self.data_shards, b)
-        per_shard = b // d
-        n = effective_batch_chunks(self.batch_chunks, per_shard)
-        if n == 1:
+        """Everything but the activity record (see the class docstring). With ``batch_chunks = n > 1`` the part after
+        the convolution (BN with the whole batch's statistics, pooling, attention, neuron loop) runs over n
+        checkpointed chunks of the batch (:func:`masnn_jax.snn.chunking.map_batch_chunks`): same values and
+        gradients as n = 1 (the BN statistics and their gradients still cover the whole batch)."""
+        if self.batch_chunks == 1:
             return super()._spikes(x, return_v)
         z, mean, var = self._conv_bn_statistics(x)
-        # (d, n, rows of one chunk of one shard, ...) -> chunk-major (n, d, ...); a plain reshape when d == 1 (XLA
-        # copies on a swap even with a size-1 axis).
-        if d == 1:
-            zs = z.reshape((n, -1) + z.shape[1:])
-        else:
-            zs = jnp.swapaxes(z.reshape((d, n, -1) + z.shape[1:]), 0, 1)
 
         def chunk(zc):
-            zc = zc.reshape((-1,) + z.shape[1:])
-            return self.fire(self._normalize_pool(zc, mean, var, d * per_shard // n), return_v=return_v)
+            return self.fire(self._normalize_pool(zc, mean, var, zc.shape[0] // x.shape[1]), return_v=return_v)
 
-        outs = jax.lax.map(jax.checkpoint(chunk), zs)
-
-        def unchunk(o):  # (n, d·B/(n·d), T, ...) -> (B, T, ...), samples back in batch order
-            if d == 1:
-                return o.reshape((b,) + o.shape[2:])
-            o = o.reshape((n, d, per_shard // n) + o.shape[2:])
-            return jnp.swapaxes(o, 0, 1).reshape((b,) + o.shape[3:])
-
-        return jax.tree.map(unchunk, outs)
+        return chunking.map_batch_chunks(chunk, z, batch=x.shape[0], chunks=self.batch_chunks,
+                                         data_shards=self.data_shards)
 
 
 class DenseAttLIF(_SpikingLayer):
@@ -467,7 +435,7 @@ class DenseAttLIF(_SpikingLayer):
             param_dtype=param_dtype,
         )
         self.neuron = SpikingNeuron(neuron, checkpoint=checkpoint, unroll=unroll, param_dtype=param_dtype)
-        self.record = False
+        self.record = "off"
 
     def preactivation(self, x: jax.Array) -> jax.Array:
         """Linear -> BN on the merged batch; ``(B, T, N_in)`` -> ``(B, T, N_out)``."""

@@ -4,8 +4,8 @@ Source: ``MA_SNN/DVSGestures/CNN/Networks/Att_SNN.py``, ``MA_SNN/DVSGait/CNN/Net
 ``MA_SNN/CIFAR10DVS/CNN/Networks/Att_SNN.py`` (and their LIAF variants: the same net with
 ``neuron.mode_select='mem'``).
 
-Each network is a stack of :class:`~masnn_jax.layers.ConvAttLIF` layers (conv 3×3 pad 1 with bias -> BN -> AvgPool
--> attention -> neuron) followed by :class:`~masnn_jax.layers.DenseAttLIF` layers (Linear -> BN -> TA -> neuron);
+Each network is a stack of :class:`~masnn_jax.nn.layers.ConvAttLIF` layers (conv 3×3 pad 1 with bias -> BN -> AvgPool
+-> attention -> neuron) followed by :class:`~masnn_jax.nn.layers.DenseAttLIF` layers (Linear -> BN -> TA -> neuron);
 the output is the mean over T of the last layer's spikes (or LIAF values).
 """
 
@@ -18,9 +18,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from masnn_jax import layers as layers_lib
+from masnn_jax.models import registry
+from masnn_jax.nn import layers as layers_lib
 
-__all__ = ["MASNN", "ARCHITECTURES", "REMAT_MODES"]
+__all__ = ["MASNN", "ARCHITECTURES", "REMAT_MODES", "MODEL_KEYS", "EXECUTION_KEYS", "build_masnn"]
 
 #: Values of ``config.model.remat``.
 REMAT_MODES = ("none", "layer")
@@ -51,15 +52,16 @@ class MASNN(nnx.Module):
       channels: conv output channels, one entry per conv layer.
       pools: average-pooling kernel per conv layer (1 = none); H and W must be divisible by their product.
       fc: hidden fully connected sizes (the classifier layer of ``num_classes`` is appended).
-      neuron: :class:`~masnn_jax.neurons.LIFParams` or PLIF kwargs (see :func:`masnn_jax.layers.neuron_from_config`).
+      neuron: :class:`~masnn_jax.snn.neurons.LIFParams` or PLIF kwargs (see :func:`masnn_jax.nn.layers.neuron_from_config`).
       attention, placement, c_ratio, t_ratio, sa_kernel, channel_attention, spatial_attention: as
-        :class:`~masnn_jax.layers.ConvAttLIF`.
+        :class:`~masnn_jax.nn.layers.ConvAttLIF`.
       checkpoint, unroll: neuron scan options; dtype / param_dtype: computation / parameter dtypes.
-      conv_impl: 'auto' | 'xla' | 'im2col' (see :mod:`masnn_jax.ops`).
+      conv_impl: 'auto' | 'xla' | 'im2col' (see :mod:`masnn_jax.snn.ops`).
       remat: 'none', or 'layer': each spiking layer is ``jax.checkpoint``-ed so that only its input (spikes) is kept
         for the backward pass and the rest is recomputed there — memory grows with T by the layer inputs alone.
       batch_chunks: conv layers run everything after the convolution over this many checkpointed chunks of the
-        batch (:class:`~masnn_jax.layers.ConvAttLIF`); 1 = off.
+        batch (:class:`~masnn_jax.nn.layers.ConvAttLIF`); 1 = off; 'auto' = per backend
+        (:func:`masnn_jax.snn.chunking.resolve_batch_chunks`).
       rngs: ``nnx.Rngs`` for initialisation.
     Call:
       ``model(x)`` with ``x`` float ``(B, T, H, W, C)`` -> ``(B, num_classes)``: time-averaged output of the last
@@ -90,7 +92,7 @@ class MASNN(nnx.Module):
         unroll: int = 1,
         conv_impl: str = "auto",
         remat: str = "none",
-        batch_chunks: int = 1,
+        batch_chunks: int | str = 1,
         dtype=None,
         param_dtype=jnp.float32,
         rngs: nnx.Rngs,
@@ -101,6 +103,7 @@ class MASNN(nnx.Module):
         total_pool = math.prod(pools)
         if h % total_pool or w % total_pool:
             raise ValueError(f"model.input_shape {tuple(input_shape)}: H and W must be divisible by prod(pools)={total_pool}")
+        self.input_kind = "frames"
         self.input_shape, self.T, self.num_classes = (h, w, c_in), int(T), int(num_classes)
         self.dtype = dtype
         if remat not in REMAT_MODES:
@@ -126,12 +129,6 @@ class MASNN(nnx.Module):
         sizes = [c_in * h * w, *fc, self.num_classes]
         self.fcs = nnx.List([layers_lib.DenseAttLIF(a, b, **common) for a, b in zip(sizes[:-1], sizes[1:])])
 
-    def set_data_shards(self, shards: int) -> None:
-        """Tells the conv layers over how many devices the batch axis is sharded, so that ``batch_chunks`` chunks
-        take rows from every device (see :meth:`masnn_jax.layers.ConvAttLIF._spikes`). Changes no result."""
-        for layer in self.convs:
-            layer.data_shards = int(shards)
-
     @property
     def spiking_layers(self) -> list[nnx.Module]:
         """All spiking layers in order (convs then dense)."""
@@ -153,3 +150,52 @@ class MASNN(nnx.Module):
         for layer in self.fcs:
             x = apply(layer, x)
         return x.mean(axis=1)
+
+
+#: Keys understood under ``config.model`` for ``name='masnn'``.
+MODEL_KEYS = (
+    "name", "arch", "input_shape", "T", "num_classes", "channels", "pools", "fc", "attention", "placement",
+    "c_ratio", "t_ratio", "sa_kernel", "channel_attention", "spatial_attention", "neuron", "surrogate",
+    "checkpoint", "unroll", "dtype", "param_dtype", "conv_impl", "remat", "batch_chunks",
+)
+
+#: ``config.model`` keys that change how the network is computed, not what it computes or which parameters it has.
+EXECUTION_KEYS = ("checkpoint", "unroll", "dtype", "conv_impl", "remat", "batch_chunks")
+
+
+def build_masnn(cfg: dict, rngs: nnx.Rngs) -> MASNN:
+    """Builds :class:`MASNN` from ``config.model`` (``name='masnn'``).
+
+    Keys: ``arch``: 'dvs_gesture' | 'dvs_gait' | 'cifar10_dvs' fills ``channels``, ``pools``, ``fc``,
+    ``input_shape`` and ``num_classes`` with the official layer plan (explicit keys override it; None/'custom': give
+    them all); ``T``; ``attention`` (scheme, e.g. 'TCSA'); ``placement`` ('input' = official code, 'membrane' =
+    paper); ``c_ratio``, ``t_ratio``, ``sa_kernel``, ``channel_attention`` ('cbam'|'eca'), ``spatial_attention``
+    ('cbam'|'simam'); ``neuron`` (mapping with ``kind`` and preset arguments) and ``surrogate`` (``name`` and its
+    hyper-parameter); ``checkpoint``, ``unroll`` (neuron scan); ``dtype``, ``param_dtype``; ``conv_impl`` ('auto' |
+    'xla' | 'im2col'); ``remat`` ('none' | 'layer'); ``batch_chunks`` ('auto' | n >= 1).
+
+    Raises:
+      ValueError: unknown ``arch``, missing sizes, bad values (the message names ``config.model.<key>``).
+    """
+    cfg = dict(cfg)
+    cfg.pop("name", None)
+    arch = cfg.pop("arch", None)
+    plan: dict = {}
+    if arch not in (None, "custom"):
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"config.model.arch must be one of {sorted(ARCHITECTURES)} or 'custom', got {arch!r}")
+        plan.update(ARCHITECTURES[arch])
+    plan.update({k: v for k, v in cfg.items() if v is not None or k in ("dtype",)})
+    for key in ("input_shape", "T", "num_classes", "channels", "pools", "fc"):
+        if key not in plan:
+            raise ValueError(f"config.model.{key} is required (or set config.model.arch)")
+    neuron = layers_lib.neuron_from_config(plan.pop("neuron", {"kind": "masnn_official"}), plan.pop("surrogate", None))
+    plan["dtype"] = registry.parse_dtype("dtype", plan.get("dtype"))
+    plan["param_dtype"] = registry.parse_dtype("param_dtype", plan.get("param_dtype", "float32"))
+    for key in ("channels", "pools", "fc", "input_shape"):
+        plan[key] = tuple(int(v) for v in plan[key])
+    return MASNN(neuron=neuron, rngs=rngs, **plan)
+
+
+registry.register("masnn", build=build_masnn, keys=MODEL_KEYS, execution_keys=EXECUTION_KEYS,
+                  interop="masnn_jax.interop.official")

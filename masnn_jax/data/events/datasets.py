@@ -17,15 +17,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from masnn_jax.data.emulator import DEFAULT_SACCADES, emulate_dvs_batch
-from masnn_jax.data.events import sort_events
-from masnn_jax.data.frames import (
+from masnn_jax.data.events.emulator import DEFAULT_SACCADES, emulate_dvs_batch
+from masnn_jax.data.events.core import sort_events
+from masnn_jax.data.events.frames import (
     events_to_frames,
     frames_for_windows,
     spread_window_starts,
     train_window_start,
 )
-from masnn_jax.data.readers import (
+from masnn_jax.data.events.readers import (
     DataFormatError,
     read_aedat2_dvs128,
     read_aedat31,
@@ -92,7 +92,7 @@ class EventFrameDataset:
     """Random-access dataset of event-frame samples built from event recordings.
 
     Subclasses provide :meth:`load_events` and the labels; this class turns a recording into
-    frames (see :mod:`masnn_jax.data.frames`):
+    frames (see :mod:`masnn_jax.data.events.frames`):
 
     * ``split == 'train'``: one window of ``T * dt_us``; with ``random_window`` its start is
       drawn by ``np.random.default_rng([seed, epoch, index])`` from
@@ -568,7 +568,7 @@ class CIFAR10DVSDataset(EventFrameDataset):
     Layouts (``layout='auto'`` picks by the files found):
 
     * ``'mat'`` (official MA-SNN): ``<root>/<class>/<k>.mat`` with an ``(N, 6)`` variable ``out``
-      (columns t µs, -, -, x, y, p; :func:`~masnn_jax.data.readers.read_cifar10dvs_mat`);
+      (columns t µs, -, -, x, y, p; :func:`~masnn_jax.data.events.readers.read_cifar10dvs_mat`);
     * ``'aedat'`` (original release): ``<root>/<class>/cifar10_<class>_<k>.aedat`` (AEDAT 2.0).
 
     ``<class>`` is one of airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck

@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx, struct
 
-from masnn_jax import surrogate as surrogate_lib
+from masnn_jax.snn import surrogate as surrogate_lib
 
 __all__ = [
     "LIFParams",

@@ -11,7 +11,7 @@ Memory: the patch matrix is ``kh·kw`` times the input. It is built and consumed
 ``jax.lax.map`` whose body is ``jax.checkpoint``-ed, so neither the forward nor the backward pass ever holds more
 than one chunk's patches, and nothing but the layer input is saved for the backward pass.
 
-In training, :class:`masnn_jax.layers.ConvAttLIF` calls :func:`conv_moments` instead: the same im2col convolution
+In training, :class:`masnn_jax.nn.layers.ConvAttLIF` calls :func:`conv_moments` instead: the same im2col convolution
 with the bias added and BatchNorm's batch mean and variance computed chunk by chunk inside the same loop, with a
 hand-written backward pass that keeps only the input, the output and the mean (see ``benchmarks/BENCHMARKS.md``).
 

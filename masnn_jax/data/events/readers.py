@@ -23,7 +23,7 @@ import struct
 
 import numpy as np
 
-from masnn_jax.data.events import make_events, polarity_to_index
+from masnn_jax.data.events.core import make_events, polarity_to_index
 
 __all__ = [
     "DataFormatError",

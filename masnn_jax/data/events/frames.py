@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from masnn_jax.data.events import check_events, polarity_to_index
+from masnn_jax.data.events.core import check_events, polarity_to_index
 
 __all__ = [
     "events_to_frames",

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from masnn_jax.data.datasets import (
+from masnn_jax.data.events.datasets import (
     CIFAR10DVSDataset,
     DigitsDVS,
     DVSGaitDataset,

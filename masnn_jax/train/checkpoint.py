@@ -1,0 +1,237 @@
+"""Checkpoints: orbax ``CheckpointManager`` in ``<workdir>/checkpoints``, one step per save holding the state pytree
+(``params``, ``rest``, ``opt_state``) and JSON metadata (epoch, batch within the epoch, step, running sums, the
+config). Restores pick the latest readable step (an unreadable one is reported and skipped, never deleted) and
+refuse a checkpoint whose ``config.model`` differs in anything but execution options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from typing import Any
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from masnn_jax import models
+from masnn_jax.train import optim
+
+__all__ = ["Progress", "checkpoint_manager", "existing_checkpoint_dir", "save", "restore", "restore_state",
+           "set_aside_newer_checkpoints", "config_differences", "save_model_checkpoint", "load_model"]
+
+
+@dataclasses.dataclass
+class Progress:
+    """Where a run stands (stored with every checkpoint as JSON metadata)."""
+
+    epoch: int = 0  # epoch being run (0-based)
+    batch: int = 0  # next batch within that epoch
+    step: int = 0  # optimiser steps done
+    # running sums of this epoch's training metrics (so that a resumed epoch reports what an uninterrupted one does)
+    sums: dict = dataclasses.field(default_factory=lambda: {"loss": 0.0, "accuracy": 0.0, "firing_rate": 0.0, "n": 0})
+
+
+def existing_checkpoint_dir(workdir: str) -> str:
+    """``<workdir>/checkpoints``; FileNotFoundError (naming it) when it does not exist."""
+    ckpt_dir = os.path.join(os.path.abspath(workdir), "checkpoints")
+    if not os.path.isdir(ckpt_dir):
+        raise FileNotFoundError(f"no checkpoints in {ckpt_dir}: train first, or pass the --workdir of a trained run")
+    return ckpt_dir
+
+
+def checkpoint_manager(workdir: str, max_to_keep: int, create: bool = True) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(
+        os.path.join(os.path.abspath(workdir), "checkpoints"),
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create),
+    )
+
+
+def save(manager: ocp.CheckpointManager, trainer) -> None:
+    """Saves the state and progress as step ``trainer.progress.step`` (skipped when that step is already saved)."""
+    if trainer.progress.step in manager.all_steps():
+        return
+    meta = dataclasses.asdict(trainer.progress) | {"config": trainer.config.to_json()}
+    manager.save(
+        trainer.progress.step,
+        args=ocp.args.Composite(state=ocp.args.StandardSave(trainer.state), meta=ocp.args.JsonSave(meta)),
+        force=True,
+    )
+    manager.wait_until_finished()
+
+
+def _flat(tree: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flat(value, f"{prefix}.{key}"))
+        return out
+    return {prefix: tree}
+
+
+def config_differences(stored_json: str, config: ml_collections.ConfigDict, sections=("model",)) -> list[str]:
+    """Lines ``config.<section>.<key>: checkpoint <a>, this run <b>`` for every value of ``sections`` that differs
+    between a checkpoint's stored config (JSON) and ``config``; ``config.model`` keys that only change how the
+    network is computed (the family's ``execution_keys``: dtype, conv_impl, remat, ...) are not compared."""
+    stored, current = json.loads(stored_json), json.loads(config.to_json())
+    name = json.loads(config.to_json()).get("model", {}).get("name", "masnn")
+    try:
+        ignored = {f"config.model.{key}" for key in models.execution_keys(name)}
+    except ValueError:
+        ignored = set()
+    lines = []
+    for section in sections:
+        a = _flat(stored.get(section, {}), f"config.{section}")
+        b = _flat(current.get(section, {}), f"config.{section}")
+        for key in sorted(set(a) | set(b)):
+            if key in ignored:
+                continue
+            if a.get(key, "<absent>") != b.get(key, "<absent>"):
+                lines.append(f"{key}: checkpoint {a.get(key, '<absent>')!r}, this run {b.get(key, '<absent>')!r}")
+    return lines
+
+
+def _first_line(e: Exception) -> str:
+    """An exception's message cut to its first line and to what precedes TensorStore's "See full ... details"."""
+    text = (str(e).splitlines() or [""])[0]
+    return text.split(" See full")[0][:300]
+
+
+def restore_state(
+    manager: ocp.CheckpointManager, abstract: Any, config: ml_collections.ConfigDict, step: int | None = None
+) -> tuple[int, Any, dict] | None:
+    """Restores ``(step, state, meta)`` from the latest readable checkpoint (or exactly ``step``); None if none.
+
+    The stored ``config.model`` must equal ``config.model`` (else ValueError listing the differing keys). A
+    checkpoint that cannot be read (truncated or corrupt files) is reported on stderr and the next older one is
+    tried; nothing is deleted. Raises FileNotFoundError for a ``step`` that does not exist, ValueError when no
+    checkpoint is readable.
+    """
+    directory = str(manager.directory)
+    steps = sorted(manager.all_steps(), reverse=True)
+    if step is not None:
+        if step not in steps:
+            raise FileNotFoundError(f"no checkpoint for step {step} in {directory}; available steps: {sorted(steps)}")
+        steps = [step]
+    problems = []
+    for s in steps:
+        try:
+            meta = manager.restore(s, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        except Exception as e:  # noqa: BLE001 — orbax/tensorstore raise many types for unreadable files
+            problems.append(f"{directory}/{s}: metadata unreadable ({type(e).__name__}: {_first_line(e)})")
+            print(f"warning: {problems[-1]}; trying an older checkpoint", file=sys.stderr, flush=True)
+            continue
+        diffs = config_differences(meta.get("config", "{}"), config)
+        if diffs:
+            raise ValueError(
+                f"checkpoint {directory}/{s} was written by a run with another model configuration:\n  "
+                + "\n  ".join(diffs)
+                + "\nUse a new --workdir for a different model, or repeat that run's --config overrides."
+            )
+        try:
+            state = manager.restore(s, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
+        except Exception as e:  # noqa: BLE001
+            problems.append(f"{directory}/{s}: unreadable ({type(e).__name__}: {_first_line(e)})")
+            if step is not None:
+                break
+            print(f"warning: checkpoint {problems[-1]}; trying an older checkpoint", file=sys.stderr, flush=True)
+            continue
+        return s, state, meta
+    if problems:
+        raise ValueError("no readable checkpoint:\n  " + "\n  ".join(problems))
+    return None
+
+
+def set_aside_newer_checkpoints(manager: ocp.CheckpointManager, workdir: str, resumed_step: int | None) -> None:
+    """Before training resumes from an older checkpoint because the newer ones were unreadable: moves those to
+    ``<workdir>/checkpoints_unreadable/<step>`` (kept for inspection, never deleted), so that the steps this run
+    trains again are saved instead of being skipped as already present. Process 0 only."""
+    newer = [s for s in manager.all_steps() if resumed_step is None or s > resumed_step]
+    if not newer or jax.process_index() != 0:
+        return
+    aside = os.path.join(workdir, "checkpoints_unreadable")
+    os.makedirs(aside, exist_ok=True)
+    for s in newer:
+        target = os.path.join(aside, str(s))
+        while os.path.exists(target):
+            target += "_"
+        os.replace(os.path.join(str(manager.directory), str(s)), target)
+        print(f"warning: moved unreadable checkpoint step {s} to {target} (kept, not deleted); training redoes it",
+              file=sys.stderr, flush=True)
+    manager.reload()
+
+
+def restore(manager: ocp.CheckpointManager, trainer, step: int | None = None) -> bool:
+    abstract = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), trainer.state
+    )
+    found = restore_state(manager, abstract, trainer.config, step)
+    if found is None:
+        return False
+    _, trainer.state, meta = found
+    trainer.progress = Progress(epoch=int(meta["epoch"]), batch=int(meta["batch"]), step=int(meta["step"]))
+    if "sums" in meta:
+        trainer.progress.sums = dict(meta["sums"])
+    if trainer.progress.batch > 0:
+        stored_bs = json.loads(meta.get("config", "{}")).get("train", {}).get("batch_size")
+        if stored_bs is not None and int(stored_bs) != int(trainer.config.train.batch_size):
+            raise ValueError(
+                f"checkpoint {manager.directory}/{found[0]} stopped inside epoch {trainer.progress.epoch + 1} with "
+                f"config.train.batch_size={stored_bs}; resuming it with batch_size="
+                f"{trainer.config.train.batch_size} would skip or repeat data. Resume with the same batch size."
+            )
+    return True
+
+
+def save_model_checkpoint(model: nnx.Module, config: ml_collections.ConfigDict, workdir: str) -> str:
+    """Writes ``model``'s weights as step 0 of ``<workdir>/checkpoints`` in the layout ``train.py`` uses (parameters,
+    BatchNorm statistics, a fresh optimiser state from ``config.train``), so that ``train.py --mode=eval`` (or a
+    fine-tuning run) loads it. Used by the official-weights converter.
+
+    Returns the checkpoint directory. Raises FileExistsError when ``workdir`` already holds checkpoints (nothing is
+    overwritten).
+    """
+    ckpt_dir = os.path.join(os.path.abspath(workdir), "checkpoints")
+    if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
+        raise FileExistsError(f"{ckpt_dir} already holds checkpoints; choose an empty --out directory")
+    _, params, rest = nnx.split(model, nnx.Param, ...)
+    tx = optim.make_optimizer(config.train, steps_per_epoch=1)
+    state = {"params": params, "rest": rest, "opt_state": tx.init(params)}
+    manager = checkpoint_manager(workdir, int(config.train.get("max_to_keep", 3)))
+    try:
+        meta = dataclasses.asdict(Progress()) | {"config": config.to_json()}
+        manager.save(0, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+        manager.wait_until_finished()
+    finally:
+        manager.close()
+    return ckpt_dir
+
+
+def load_model(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = None) -> tuple[nnx.Module, dict]:
+    """Builds the model of ``config`` and loads the latest (or ``step``) checkpoint of ``<workdir>/checkpoints``.
+
+    Returns ``(model, meta)``: the model in eval mode with the checkpoint's parameters and BatchNorm statistics,
+    and the checkpoint's metadata (``step``, ``epoch``, ``batch``, ``config`` as JSON).
+    Raises:
+      FileNotFoundError: no checkpoint there. ValueError: a checkpoint that does not fit the model.
+    """
+    ckpt_dir = existing_checkpoint_dir(workdir)
+    # Built abstractly: the restore overwrites every value, so no initialiser needs to run (or compile).
+    model = nnx.eval_shape(lambda: models.build(config.model, rngs=nnx.Rngs(int(config.seed))))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    tx = optim.make_optimizer(config.train, steps_per_epoch=1)
+    abstract = jax.eval_shape(lambda p, r: {"params": p, "rest": r, "opt_state": tx.init(p)}, params, rest)
+    manager = checkpoint_manager(workdir, 3, create=False)
+    try:
+        found = restore_state(manager, abstract, config, step)
+    finally:
+        manager.close()
+    if found is None:
+        raise FileNotFoundError(f"no checkpoint found in {ckpt_dir}")
+    _, state, meta = found
+    model = nnx.merge(graphdef, state["params"], state["rest"])
+    model.eval()
+    return model, meta

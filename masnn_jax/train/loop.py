@@ -1,0 +1,308 @@
+"""The training loop behind ``train.py``: a :class:`Trainer` (model state, jitted steps, mesh, data) and the entry
+points :func:`train_and_evaluate` and :func:`evaluate_checkpoint`.
+
+Rerunning on the same workdir resumes from its latest checkpoint (mid-epoch included: the data order is a function
+of (seed, epoch)); SIGTERM / Ctrl-C save one before returning. Metrics go to ``metrics.jsonl`` and TensorBoard.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import time
+from typing import Iterator
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from flax import nnx
+
+from masnn_jax import data as data_lib
+from masnn_jax import models
+from masnn_jax.snn import chunking
+from masnn_jax.train import checkpoint as ckpt
+from masnn_jax.train import mesh as mesh_lib
+from masnn_jax.train import optim, steps, tasks
+from masnn_jax.train.compile import CompiledStep
+from masnn_jax.train.metrics import MetricWriter
+from masnn_jax.train.workdir import WorkdirInUseError, workdir_lock
+
+__all__ = ["validate_train_config", "Trainer", "train_and_evaluate", "evaluate_checkpoint", "WorkdirInUseError"]
+
+
+def validate_train_config(tc: ml_collections.ConfigDict) -> None:
+    """Checks ``config.train`` before anything is built or written.
+
+    Raises:
+      ValueError: naming the key: non-positive ``batch_size``, ``eval_batch_size`` or ``num_epochs``; bad optimiser
+        or schedule keys (:func:`masnn_jax.train.optim.validate_optimizer_config`); unknown ``loss``; negative
+        ``checkpoint_every_steps``.
+    """
+    for key in ("batch_size", "eval_batch_size", "num_epochs"):
+        value = tc.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"config.train.{key} must be a positive integer, got {value!r}")
+    optim.validate_optimizer_config(tc)
+    if tc.get("loss") is not None and tc.get("loss") not in tasks.LOSSES:
+        raise ValueError(f"config.train.loss must be one of {tasks.LOSSES}, got {tc.get('loss')!r}")
+    if int(tc.get("checkpoint_every_steps", 0) or 0) < 0:
+        raise ValueError(f"config.train.checkpoint_every_steps must be >= 0, got {tc.checkpoint_every_steps!r}")
+
+
+def note_batch_chunks(config: ml_collections.ConfigDict, n_dev: int) -> None:
+    """Logs a warning when ``config.model.batch_chunks`` does not divide the per-device batch and so runs as fewer
+    chunks (:func:`masnn_jax.snn.chunking.effective_batch_chunks`)."""
+    if "batch_chunks" not in config.model:
+        return
+    chunks = chunking.resolve_batch_chunks(config.model.get("batch_chunks"))
+    per_device = int(config.train.batch_size) // n_dev
+    used = chunking.effective_batch_chunks(chunks, per_device)
+    if used != chunks:
+        logging.warning(
+            "config.model.batch_chunks=%d does not divide the per-device batch %d (config.train.batch_size=%d over "
+            "%d device(s)); training runs %d chunk(s) (less memory saved). Pick a divisor of %d.",
+            chunks, per_device, int(config.train.batch_size), n_dev, used, per_device)
+
+
+class Trainer:
+    """Holds the model state, the jit-compiled steps, the mesh and the data for one run.
+
+    Args:
+      config: the run's ``ml_collections.ConfigDict`` (``model``, ``data``, ``train``, ``seed``).
+      workdir: run directory (metrics, TensorBoard, checkpoints).
+      devices: devices to use (default: all of every process).
+      need_train_data: False for evaluation only.
+    Raises:
+      ValueError: a global batch size not divisible by the device count, a dataset whose class count or input kind
+        does not fit the model, or bad config values (named).
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str, devices=None, *, need_train_data: bool = True):
+        self.config = config
+        self.workdir = os.path.abspath(workdir)
+        self.mesh = mesh_lib.make_mesh(devices)
+        n_dev = self.mesh.devices.size
+        tc = config.train
+        validate_train_config(tc)
+        for key in ("batch_size", "eval_batch_size"):
+            if int(tc[key]) % n_dev:
+                raise ValueError(f"config.train.{key}={tc[key]} must be divisible by the device count {n_dev}")
+        self.test_set = data_lib.build(config.data, "test")
+        self.train_set = data_lib.build(config.data, "train") if need_train_data else None
+        self.steps_per_epoch = (
+            data_lib.num_batches(self.train_set, int(tc.batch_size), drop_remainder=True) if need_train_data else 1
+        )
+        if need_train_data and self.steps_per_epoch == 0:
+            raise ValueError(
+                f"config.train.batch_size={tc.batch_size} exceeds the {len(self.train_set)} training samples"
+            )
+        model = models.build(config.model, rngs=nnx.Rngs(int(config.seed)))
+        chunking.set_data_shards(model, n_dev)
+        note_batch_chunks(config, n_dev)
+        self.num_classes = model.num_classes
+        if self.test_set.num_classes != model.num_classes:
+            raise ValueError(
+                f"config.model.num_classes={model.num_classes} but dataset {config.data.name!r} has "
+                f"{self.test_set.num_classes} classes"
+            )
+        self.task = tasks.task_from_config(tc, model.input_kind, model.num_classes)
+        self.tx = optim.make_optimizer(tc, self.steps_per_epoch)
+        self.graphdef_train, state = steps.init_state(model, self.tx)
+        model.eval()
+        self.graphdef_eval = nnx.graphdef(model)
+        self.state = jax.device_put(state, mesh_lib.replicated(self.mesh))
+        self.progress = ckpt.Progress()
+        self.train_step = CompiledStep(jax.jit(
+            functools.partial(steps.train_step, graphdef=self.graphdef_train, tx=self.tx, task=self.task),
+            donate_argnums=(0,)))
+        self.eval_step = jax.jit(functools.partial(steps.eval_step, graphdef=self.graphdef_eval, task=self.task))
+        self._stop_requested = False
+
+    # -- data --
+
+    def device_batch(self, batch: dict, keys=None) -> dict:
+        """A host batch (global, as every process draws it) -> the step's batch of sharded ``jax.Array``s: the
+        task's input, ``label`` as int32 and, when present, ``mask``."""
+        keys = keys or (self.task.input_key, "label", "mask")
+        out = {}
+        for key in keys:
+            if key in batch:
+                value = np.asarray(batch[key], np.int32 if key == "label" else None)
+                out[key] = mesh_lib.shard_batch(self.mesh, value)
+        return out
+
+    def train_batches(self, epoch: int, start_batch: int) -> Iterator[dict]:
+        """The training batches of ``epoch`` from batch ``start_batch`` on (order: a function of seed and epoch)."""
+        tc = self.config.train
+        return iter(
+            data_lib.make_loader(
+                self.train_set, batch_size=int(tc.batch_size), shuffle=True, seed=int(self.config.seed), epoch=epoch,
+                drop_remainder=True, num_workers=int(tc.get("num_workers", 0)), start_batch=start_batch,
+            )
+        )
+
+    # -- public API --
+
+    def evaluate(self, split: str = "test") -> dict[str, float]:
+        """Evaluates the current state on ``split``: ``{'loss', 'accuracy', 'firing_rate', 'count'}`` (and
+        ``'top5'`` for image tasks). Every sample counts once: the last partial batch is padded and masked."""
+        dataset = self.test_set if split == "test" else data_lib.build(self.config.data, split)
+        bs = int(self.config.train.eval_batch_size)
+        totals: dict[str, float] = {}
+        rates = []
+        loader = data_lib.make_loader(dataset, batch_size=bs, shuffle=False, seed=0, epoch=0, drop_remainder=False)
+        key = self.task.input_key
+        for batch in loader:
+            x, labels = np.asarray(batch[key]), np.asarray(batch["label"], np.int32)
+            if key == "frames" and x.ndim == 5:  # a split without test windows: one window per recording
+                x = x[:, None]
+            k = x.shape[0]
+            mask = np.zeros(bs, np.float32)
+            mask[:k] = 1
+            if k < bs:
+                x = np.concatenate([x, np.zeros((bs - k,) + x.shape[1:], x.dtype)])
+                labels = np.concatenate([labels, np.zeros(bs - k, np.int32)])
+            out = jax.device_get(self.eval_step(self.state, self.device_batch({key: x, "label": labels, "mask": mask})))
+            for name, value in out.items():
+                if name != "spike_rate":
+                    totals[name] = totals.get(name, 0.0) + float(value)
+            rates.append((float(out["spike_rate"]), k))
+        count = max(totals.get("count", 0.0), 1.0)
+        result = {
+            "loss": totals.get("loss_sum", 0.0) / count,
+            "accuracy": totals.get("correct", 0.0) / count,
+            "firing_rate": sum(r * k for r, k in rates) / max(sum(k for _, k in rates), 1),
+            "count": int(totals.get("count", 0.0)),
+        }
+        if "correct_top5" in totals:
+            result["top5"] = totals["correct_top5"] / count
+        return result
+
+    def request_stop(self, signum=None, _frame=None) -> None:
+        """Asks the training loop to save a checkpoint and return after the current step (the SIGTERM and SIGINT
+        handler). A second SIGINT (Ctrl-C pressed twice) stops at once, without a checkpoint."""
+        if self._stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self._stop_requested = True
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None, progress_bar: bool = True) -> dict:
+    """Trains ``config`` in ``workdir``, resuming from its latest checkpoint; evaluates after every epoch.
+
+    Returns the last test metrics (``loss``, ``accuracy``, ``firing_rate``, ...) and ``stopped`` (True when a
+    SIGTERM ended the run early). Writes ``metrics.jsonl``, TensorBoard files and checkpoints under ``workdir``.
+    Raises:
+      ValueError: bad config values (named), or a checkpoint that does not fit the model.
+      WorkdirInUseError: another training run is using ``workdir`` (``<workdir>/.lock``).
+    """
+    trainer = Trainer(config, workdir, devices)  # validates the config and finds the data before anything is written
+    os.makedirs(workdir, exist_ok=True)
+    with workdir_lock(workdir):
+        return _train_locked(trainer, config, workdir, progress_bar)
+
+
+def _train_locked(trainer: "Trainer", config: ml_collections.ConfigDict, workdir: str, progress_bar: bool) -> dict:
+    """:func:`train_and_evaluate` once the workdir lock is held."""
+    tc = config.train
+    manager = ckpt.checkpoint_manager(workdir, int(tc.get("max_to_keep", 3)))
+    resumed = ckpt.restore(manager, trainer)
+    ckpt.set_aside_newer_checkpoints(manager, workdir, trainer.progress.step if resumed else None)
+    writer = MetricWriter(workdir, trainer.progress.step if resumed else None)
+    if resumed:
+        print(f"Resuming from {manager.directory}/{trainer.progress.step} (epoch {trainer.progress.epoch + 1}, "
+              f"batch {trainer.progress.batch})", flush=True)
+    handlers = (
+        {sig: signal.signal(sig, trainer.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        if _is_main_thread() else {}
+    )
+    num_epochs = int(tc.num_epochs)
+    ckpt_every = int(tc.get("checkpoint_every_steps", 0) or 0)
+    last_eval: dict = {}
+    try:
+        from tqdm.auto import tqdm
+
+        if trainer.progress.epoch >= num_epochs:
+            print(f"{workdir} already holds {trainer.progress.epoch} epochs (config.train.num_epochs={num_epochs}); "
+                  "evaluating its latest checkpoint. Raise --config.train.num_epochs to train further.", flush=True)
+            last_eval = trainer.evaluate("test")
+
+        while trainer.progress.epoch < num_epochs:
+            epoch = trainer.progress.epoch
+            start = trainer.progress.batch
+            t0 = time.time()
+            sums = trainer.progress.sums
+            bar = tqdm(total=trainer.steps_per_epoch, initial=start, desc=f"epoch {epoch + 1}/{num_epochs}",
+                       disable=None if progress_bar else True, leave=False, dynamic_ncols=True)
+            for batch in trainer.train_batches(epoch, start):
+                trainer.state, metrics = trainer.train_step(trainer.state, trainer.device_batch(batch))
+                trainer.progress.batch += 1
+                trainer.progress.step += 1
+                sums["n"] += 1
+                for key in ("loss", "accuracy", "firing_rate"):
+                    sums[key] += float(metrics[key])
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(metrics['loss']):.4f}", acc=f"{float(metrics['accuracy']):.3f}")
+                if trainer._stop_requested:
+                    break
+                if (ckpt_every and trainer.progress.step % ckpt_every == 0
+                        and trainer.progress.batch < trainer.steps_per_epoch):  # the epoch's end saves anyway
+                    ckpt.save(manager, trainer)
+            bar.close()
+            if trainer._stop_requested:
+                ckpt.save(manager, trainer)
+                print(f"Stop requested (SIGTERM/SIGINT): saved checkpoint at step {trainer.progress.step}; rerun the "
+                      "same command to resume.", flush=True)
+                return {"stopped": True, **last_eval}
+            trainer.progress.epoch += 1
+            trainer.progress.batch = 0
+            n = sums.pop("n")
+            trainer.progress.sums = {"loss": 0.0, "accuracy": 0.0, "firing_rate": 0.0, "n": 0}
+            seconds = time.time() - t0
+            lr = optim.current_lr(tc, trainer.state["opt_state"], trainer.progress.step, trainer.steps_per_epoch)
+            if n:
+                writer.write({"step": trainer.progress.step, "epoch": epoch + 1, "split": "train",
+                              **{k: v / n for k, v in sums.items()}, "lr": lr, "seconds": seconds})
+            if (epoch + 1) % int(tc.get("eval_every_epochs", 1)) == 0 or epoch + 1 == num_epochs:
+                t1 = time.time()
+                last_eval = trainer.evaluate("test")
+                writer.write({"step": trainer.progress.step, "epoch": epoch + 1, "split": "test",
+                              "loss": last_eval["loss"], "accuracy": last_eval["accuracy"],
+                              "firing_rate": last_eval["firing_rate"], "lr": lr, "seconds": time.time() - t1})
+                train_loss = sums["loss"] / max(n, 1)
+                print(f"epoch {epoch + 1:3d}/{num_epochs}  train loss {train_loss:.4f}  "
+                      f"test loss {last_eval['loss']:.4f}  test acc {100 * last_eval['accuracy']:.2f}%  "
+                      f"firing rate {last_eval['firing_rate']:.4f}  lr {lr:.2e}  {seconds:.1f}s", flush=True)
+            ckpt.save(manager, trainer)
+        return {"stopped": False, **last_eval}
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        writer.close()
+        manager.close()
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = None, devices=None) -> dict:
+    """Restores the latest (or ``step``) checkpoint of ``workdir`` and evaluates it on the test split.
+
+    Raises:
+      FileNotFoundError: no checkpoint in ``<workdir>/checkpoints``.
+      ValueError: a checkpoint that does not fit the model built from ``config``.
+    """
+    ckpt_dir = ckpt.existing_checkpoint_dir(workdir)
+    trainer = Trainer(config, workdir, devices, need_train_data=False)
+    manager = ckpt.checkpoint_manager(workdir, 3, create=False)
+    try:
+        if not ckpt.restore(manager, trainer, step):
+            raise FileNotFoundError(f"no checkpoint found in {ckpt_dir}")
+        result = trainer.evaluate("test")
+        return {"step": trainer.progress.step, "epoch": trainer.progress.epoch, **result}
+    finally:
+        manager.close()
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

@@ -1,0 +1,57 @@
+"""Metrics: one JSON object per line in ``<workdir>/metrics.jsonl`` and TensorBoard event files in
+``<workdir>/tensorboard`` (tensorboardX, no TensorFlow needed). Process 0 writes; the others do nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+
+__all__ = ["MetricWriter"]
+
+
+class MetricWriter:
+    """Appends JSON lines to ``metrics.jsonl`` and scalars to TensorBoard (tensorboardX)."""
+
+    def __init__(self, workdir: str, resume_step: int | None):
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        self.enabled = jax.process_index() == 0  # one writer in multi-host runs
+        self.tb = None
+        if not self.enabled:
+            return
+        if resume_step is not None and os.path.exists(self.path):
+            # Rows past the checkpoint describe progress that the resumed run redoes: drop them (atomically).
+            with open(self.path) as f:
+                rows = [line for line in f if line.strip()]
+            keep = []
+            for line in rows:
+                try:
+                    if json.loads(line).get("step", 0) <= resume_step:
+                        keep.append(line)
+                except json.JSONDecodeError:
+                    continue
+            tmp = self.path + ".tmp"
+            with open(tmp, "w") as f:
+                f.writelines(keep)
+            os.replace(tmp, self.path)
+        from tensorboardX import SummaryWriter
+
+        self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def write(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        for key, value in row.items():
+            if key not in ("step", "epoch", "split") and isinstance(value, (int, float)):
+                self.tb.add_scalar(f"{row['split']}/{key}", value, row["step"])
+        self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
