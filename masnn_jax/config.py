@@ -87,10 +87,31 @@ def base_config(*, arch: str | None, T: int, dataset: str = "digits_dvs", attent
 _CONFIG_ERRORS = (AttributeError, KeyError, OSError, SyntaxError, NameError, TypeError)
 
 
+def _override_for(key: str) -> str | None:
+    """The ``--config.<path>`` argument on the command line whose last component is ``key``, if any."""
+    for arg in sys.argv[1:]:
+        if arg.startswith("--config.") and arg.split("=", 1)[0].rsplit(".", 1)[-1] == key:
+            return arg.split("=", 1)[0]
+    return None
+
+
 def _config_error_exit(e: BaseException) -> None:
-    message = str(e).strip().splitlines()[-1].strip() if str(e).strip() else ""
-    print(f"FATAL Flags parsing error: --config or one of its --config.* overrides: {type(e).__name__}: {message} "
-          "(unknown config key, missing file or not a config file)", file=sys.stderr, flush=True)
+    inner = e
+    while inner.args and isinstance(inner.args[0], BaseException):  # ml_collections wraps a KeyError
+        inner = inner.args[0]
+    text = str(inner.args[0]) if inner.args else str(inner)
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if isinstance(e, (AttributeError, KeyError)) and lines and lines[0].strip("'\"") and " " not in lines[0]:
+        key = lines[0].strip("'\"")
+        flag = _override_for(key)
+        hint = " " + lines[1] if len(lines) > 1 else ""
+        where = f"{flag}: " if flag else ""
+        message = f"{where}unknown config key {key!r} (not in the --config file).{hint}"
+    else:
+        detail = lines[-1] if lines else ""
+        message = (f"--config or one of its --config.* overrides: {type(e).__name__}: {detail} (unknown config key, "
+                   "missing file or not a config file)")
+    print(f"FATAL Flags parsing error: {message}", file=sys.stderr, flush=True)
     sys.exit(1)
 
 
@@ -115,10 +136,19 @@ def define_config_flag(default: str | None, help_string: str, **kwargs):
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl ``flags_parser`` for ``app.run``: ``flags.FLAGS(argv)``, with the config errors of
-    :func:`define_config_flag` reported as one line (exit 1)."""
+    """absl ``flags_parser`` for ``app.run``: ``flags.FLAGS(argv)`` with ``--config=`` moved before the ``--config.*``
+    overrides (any order on the command line works), and the config errors of :func:`define_config_flag` reported
+    as one line (exit 1)."""
     from absl import flags
 
+    # ml_collections applies --config.* overrides in order and needs --config= first: put it there.
+    head = [a for a in argv[1:] if a == "--config" or a.startswith("--config=")]
+    if head and head[0] == "--config":
+        i = argv.index("--config")
+        head = argv[i:i + 2]
+    argv = argv[:1] + head + [a for a in argv[1:] if a not in head]
+    if sys.argv[1:] and sys.argv[0] == argv[0]:
+        sys.argv[:] = argv  # ml_collections reads the overrides from sys.argv itself
     try:
         rest = flags.FLAGS(argv)
         given = "config" in flags.FLAGS and flags.FLAGS["config"].present

@@ -41,7 +41,7 @@ def dataset_names() -> dict[str, str]:
     for kind in KINDS:
         module = _module(kind)
         if module is not None:
-            out.update({name: kind for name in module.DATASET_NAMES})
+            out.update({name: kind for name in getattr(module, "DATASET_NAMES", ())})
     return out
 
 

@@ -10,6 +10,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from flax import errors as flax_errors
 from flax import nnx
 
 __all__ = ["BatchNorm", "batch_moments"]
@@ -53,9 +54,19 @@ class BatchNorm(nnx.Module):
         mean, var = batch_moments(x, stat_dtype) if moments is None else moments
         n = x.size // x.shape[-1]
         m = self.momentum
-        self.mean[...] = (m * self.mean[...] + (1 - m) * jax.lax.stop_gradient(mean)).astype(self.mean.dtype)
+        new_mean = (m * self.mean[...] + (1 - m) * jax.lax.stop_gradient(mean)).astype(self.mean.dtype)
         unbiased = jax.lax.stop_gradient(var) * (n / max(n - 1, 1))
-        self.var[...] = (m * self.var[...] + (1 - m) * unbiased).astype(self.var.dtype)
+        new_var = (m * self.var[...] + (1 - m) * unbiased).astype(self.var.dtype)
+        try:
+            self.mean[...] = new_mean
+            self.var[...] = new_var
+        except flax_errors.TraceContextError:
+            # The statistics were created at an outer trace level: a user's functional step that calls
+            # ``nnx.merge(graphdef, params, rest)`` (no ``copy=True``) inside ``jax.grad`` inside ``jax.jit``. Bind
+            # fresh BatchStats at this level instead of mutating the outer ones; ``nnx.state(model)`` then returns
+            # them, as it returns updated statistics in every other pattern.
+            self.mean = nnx.BatchStat(new_mean)
+            self.var = nnx.BatchStat(new_var)
         return mean, var
 
     def normalize(self, x: jax.Array, mean: jax.Array, var: jax.Array) -> jax.Array:

@@ -32,7 +32,8 @@ class Progress:
     batch: int = 0  # next batch within that epoch
     step: int = 0  # optimiser steps done
     # running sums of this epoch's training metrics (so that a resumed epoch reports what an uninterrupted one does)
-    sums: dict = dataclasses.field(default_factory=lambda: {"loss": 0.0, "accuracy": 0.0, "firing_rate": 0.0, "n": 0})
+    sums: dict = dataclasses.field(default_factory=lambda: {"loss": 0.0, "accuracy": 0.0, "firing_rate": 0.0, "n": 0,
+                                                                  "nonfinite": 0})
 
 
 def existing_checkpoint_dir(workdir: str) -> str:

@@ -29,7 +29,8 @@ from masnn_jax.train.compile import CompiledStep
 from masnn_jax.train.metrics import MetricWriter
 from masnn_jax.train.workdir import WorkdirInUseError, workdir_lock
 
-__all__ = ["validate_train_config", "Trainer", "train_and_evaluate", "evaluate_checkpoint", "WorkdirInUseError"]
+__all__ = ["validate_train_config", "Trainer", "train_and_evaluate", "evaluate_checkpoint", "WorkdirInUseError",
+           "NonFiniteError"]
 
 
 def validate_train_config(tc: ml_collections.ConfigDict) -> None:
@@ -203,8 +204,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, devic
         return _train_locked(trainer, config, workdir, progress_bar)
 
 
+class NonFiniteError(RuntimeError):
+    """Training stopped after ``config.train.max_nonfinite_steps`` consecutive steps with a non-finite loss or
+    gradient (each was skipped: parameters, optimiser state and BatchNorm statistics stayed as they were)."""
+
+
+def _eval_due(tc, epoch: int) -> bool:
+    """Whether epoch ``epoch`` (1-based, just finished) is evaluated."""
+    return epoch % int(tc.get("eval_every_epochs", 1) or 1) == 0 or epoch == int(tc.num_epochs)
+
+
+def _evaluate_epoch(trainer: "Trainer", writer: MetricWriter, epoch: int, lr: float) -> dict:
+    """Evaluates the test split after epoch ``epoch`` (1-based) and writes its metrics row."""
+    t1 = time.time()
+    result = trainer.evaluate("test")
+    writer.write({"step": trainer.progress.step, "epoch": epoch, "split": "test",
+                  **{k: v for k, v in result.items() if k != "count"}, "lr": lr, "seconds": time.time() - t1})
+    return result
+
+
 def _train_locked(trainer: "Trainer", config: ml_collections.ConfigDict, workdir: str, progress_bar: bool) -> dict:
-    """:func:`train_and_evaluate` once the workdir lock is held."""
+    """:func:`train_and_evaluate` once the workdir lock is held.
+
+    Order at the end of an epoch: the training metrics row, a checkpoint, then evaluation and its row — so an
+    evaluation that fails (a bad test file) never costs the trained epoch; the rerun resumes after that epoch,
+    evaluates it first (its test row is missing) and writes each row once.
+    """
     tc = config.train
     manager = ckpt.checkpoint_manager(workdir, int(tc.get("max_to_keep", 3)))
     resumed = ckpt.restore(manager, trainer)
@@ -219,12 +244,20 @@ def _train_locked(trainer: "Trainer", config: ml_collections.ConfigDict, workdir
     )
     num_epochs = int(tc.num_epochs)
     ckpt_every = int(tc.get("checkpoint_every_steps", 0) or 0)
+    max_bad = int(tc.get("max_nonfinite_steps", 10) or 10)
+    bad_streak = 0
     last_eval: dict = {}
     try:
         from tqdm.auto import tqdm
 
-        if trainer.progress.epoch >= num_epochs:
-            print(f"{workdir} already holds {trainer.progress.epoch} epochs (config.train.num_epochs={num_epochs}); "
+        done = trainer.progress.epoch
+        if (resumed and done > 0 and trainer.progress.batch == 0 and _eval_due(tc, done)
+                and not writer.has_row("test", trainer.progress.step)):
+            lr = optim.current_lr(tc, trainer.state["opt_state"], trainer.progress.step, trainer.steps_per_epoch)
+            print(f"Evaluating epoch {done} (trained and saved, but not evaluated)", flush=True)
+            last_eval = _evaluate_epoch(trainer, writer, done, lr)
+        elif done >= num_epochs:
+            print(f"{workdir} already holds {done} epochs (config.train.num_epochs={num_epochs}); "
                   "evaluating its latest checkpoint. Raise --config.train.num_epochs to train further.", flush=True)
             last_eval = trainer.evaluate("test")
 
@@ -233,15 +266,30 @@ def _train_locked(trainer: "Trainer", config: ml_collections.ConfigDict, workdir
             start = trainer.progress.batch
             t0 = time.time()
             sums = trainer.progress.sums
+            sums.setdefault("nonfinite", 0)
             bar = tqdm(total=trainer.steps_per_epoch, initial=start, desc=f"epoch {epoch + 1}/{num_epochs}",
                        disable=None if progress_bar else True, leave=False, dynamic_ncols=True)
             for batch in trainer.train_batches(epoch, start):
                 trainer.state, metrics = trainer.train_step(trainer.state, trainer.device_batch(batch))
                 trainer.progress.batch += 1
                 trainer.progress.step += 1
-                sums["n"] += 1
-                for key in ("loss", "accuracy", "firing_rate"):
-                    sums[key] += float(metrics[key])
+                if bool(metrics["finite"]):
+                    bad_streak = 0
+                    sums["n"] += 1
+                    for key in ("loss", "accuracy", "firing_rate"):
+                        sums[key] += float(metrics[key])
+                else:  # the step skipped its update on device; count it
+                    bad_streak += 1
+                    sums["nonfinite"] += 1
+                    logging.warning("step %d: non-finite loss or gradient (loss %s); update skipped (%d in a row)",
+                                    trainer.progress.step, float(metrics["loss"]), bad_streak)
+                    if bad_streak >= max_bad:
+                        raise NonFiniteError(
+                            f"{bad_streak} consecutive training steps (up to step {trainer.progress.step}) had a "
+                            "non-finite loss or gradient; each update was skipped and nothing was saved after the "
+                            "last checkpoint. Look for NaN/Inf in the data or lower config.train.learning_rate; "
+                            "rerun with JAX_DEBUG_NANS=True to stop at the first NaN "
+                            "(config.train.max_nonfinite_steps sets the limit).")
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(metrics['loss']):.4f}", acc=f"{float(metrics['accuracy']):.3f}")
                 if trainer._stop_requested:
@@ -258,23 +306,22 @@ def _train_locked(trainer: "Trainer", config: ml_collections.ConfigDict, workdir
             trainer.progress.epoch += 1
             trainer.progress.batch = 0
             n = sums.pop("n")
-            trainer.progress.sums = {"loss": 0.0, "accuracy": 0.0, "firing_rate": 0.0, "n": 0}
+            nonfinite = sums.pop("nonfinite", 0)
+            trainer.progress.sums = {"loss": 0.0, "accuracy": 0.0, "firing_rate": 0.0, "n": 0, "nonfinite": 0}
             seconds = time.time() - t0
             lr = optim.current_lr(tc, trainer.state["opt_state"], trainer.progress.step, trainer.steps_per_epoch)
-            if n:
-                writer.write({"step": trainer.progress.step, "epoch": epoch + 1, "split": "train",
-                              **{k: v / n for k, v in sums.items()}, "lr": lr, "seconds": seconds})
-            if (epoch + 1) % int(tc.get("eval_every_epochs", 1)) == 0 or epoch + 1 == num_epochs:
-                t1 = time.time()
-                last_eval = trainer.evaluate("test")
-                writer.write({"step": trainer.progress.step, "epoch": epoch + 1, "split": "test",
-                              "loss": last_eval["loss"], "accuracy": last_eval["accuracy"],
-                              "firing_rate": last_eval["firing_rate"], "lr": lr, "seconds": time.time() - t1})
+            writer.write({"step": trainer.progress.step, "epoch": epoch + 1, "split": "train",
+                          **{k: v / max(n, 1) for k, v in sums.items()}, "nonfinite_steps": nonfinite, "lr": lr,
+                          "seconds": seconds})
+            ckpt.save(manager, trainer)  # before evaluating: a failing evaluation never costs the trained epoch
+            if _eval_due(tc, epoch + 1):
+                last_eval = _evaluate_epoch(trainer, writer, epoch + 1, lr)
                 train_loss = sums["loss"] / max(n, 1)
                 print(f"epoch {epoch + 1:3d}/{num_epochs}  train loss {train_loss:.4f}  "
                       f"test loss {last_eval['loss']:.4f}  test acc {100 * last_eval['accuracy']:.2f}%  "
-                      f"firing rate {last_eval['firing_rate']:.4f}  lr {lr:.2e}  {seconds:.1f}s", flush=True)
-            ckpt.save(manager, trainer)
+                      + (f"top-5 {100 * last_eval['top5']:.2f}%  " if "top5" in last_eval else "")
+                      + f"firing rate {last_eval['firing_rate']:.4f}  lr {lr:.2e}  {seconds:.1f}s"
+                      + (f"  ({nonfinite} non-finite steps skipped)" if nonfinite else ""), flush=True)
         return {"stopped": False, **last_eval}
     finally:
         for sig, handler in handlers.items():

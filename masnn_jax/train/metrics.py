@@ -21,14 +21,14 @@ class MetricWriter:
         self.tb = None
         if not self.enabled:
             return
-        if resume_step is not None and os.path.exists(self.path):
+        if os.path.exists(self.path):  # a fresh run (resume_step None) keeps no rows of an unsaved earlier attempt
             # Rows past the checkpoint describe progress that the resumed run redoes: drop them (atomically).
             with open(self.path) as f:
                 rows = [line for line in f if line.strip()]
             keep = []
             for line in rows:
                 try:
-                    if json.loads(line).get("step", 0) <= resume_step:
+                    if resume_step is not None and json.loads(line).get("step", 0) <= resume_step:
                         keep.append(line)
                 except json.JSONDecodeError:
                     continue
@@ -39,6 +39,20 @@ class MetricWriter:
         from tensorboardX import SummaryWriter
 
         self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def has_row(self, split: str, step: int) -> bool:
+        """Whether ``metrics.jsonl`` already holds a row of ``split`` at ``step``."""
+        if not os.path.exists(self.path):
+            return False
+        with open(self.path) as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if row.get("split") == split and row.get("step") == step:
+                    return True
+        return False
 
     def write(self, row: dict[str, Any]) -> None:
         if not self.enabled:
