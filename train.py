@@ -22,6 +22,10 @@ _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (resumes if
 _STEP = flags.DEFINE_integer("step", None, "With --mode=eval: the checkpoint step (default: latest).")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Initialise jax.distributed for multi-host runs.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
+_CACHE = flags.DEFINE_string(
+    "compilation_cache", None,
+    "JAX persistent compilation cache folder (default $MASNN_JAX_CACHE_DIR or ~/.cache/masnn_jax/xla); "
+    "'none' turns it off. A second run of the same config then loads its compiled steps from there.")
 
 
 def main(argv):
@@ -34,18 +38,23 @@ def main(argv):
     if _DISTRIBUTED.value:
         jax.distributed.initialize()
     from masnn_jax import train as training
+    from masnn_jax.train.compile import enable_compilation_cache
+
+    cache = enable_compilation_cache(_CACHE.value)
 
     config = _CONFIG.value
     config_name = os.path.splitext(os.path.basename(flags.FLAGS["config"].config_filename))[0]
     workdir = _WORKDIR.value or os.path.join("runs", config_name)
-    print(f"config {config_name}; workdir {os.path.abspath(workdir)}; devices {jax.device_count()} "
-          f"({jax.devices()[0].platform})", flush=True)
+    print(f"config {config_name}; workdir {os.path.abspath(workdir)}; backend {jax.default_backend()}, "
+          f"{jax.device_count()} device(s) ({jax.devices()[0].device_kind}); compilation cache {cache or 'off'}",
+          flush=True)
     try:
         if _MODE.value == "eval":
             result = training.evaluate_checkpoint(config, workdir, step=_STEP.value)
         else:
             result = training.train_and_evaluate(config, workdir, progress_bar=_PROGRESS.value)
-    except (ValueError, FileNotFoundError, FileExistsError, training.WorkdirInUseError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, training.WorkdirInUseError,
+            training.NonFiniteError) as e:
         # Config, data and checkpoint problems: one clear message (the traceback adds nothing for a user).
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
