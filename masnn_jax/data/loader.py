@@ -6,6 +6,12 @@
 The batch order of an epoch is a pure function of ``(seed, epoch)``, and the items themselves
 of ``(dataset seed, epoch, index)``, so a run resumed at batch k of epoch e sees the same
 batches as an uninterrupted one.
+
+Several processes (``process_count`` P > 1): ``batch_size`` is the *global* batch B and process p
+reads only rows ``[p*B/P, (p+1)*B/P)`` of every global batch of that same order, so each example
+is read once per epoch by one process, and the processes' local batches stacked in process order
+are exactly the one-process batches (``jax.make_array_from_process_local_data`` assembles them).
+``pad_remainder`` pads the last global batch to B rows with zero items and adds ``'mask'``.
 """
 
 from __future__ import annotations
@@ -50,6 +56,40 @@ class _EpochView:
         return self.dataset[int(index)]
 
 
+class _ProcessRows:
+    """Random-access view: local row j of process p -> global position ``b*B + p*Bl + r`` (``b, r = divmod(j,
+    Bl)``) of the (shuffled) epoch order; positions past the end give a zero item with mask 0 (padding)."""
+
+    def __init__(self, ordered, n: int, batch_size: int, process_index: int, process_count: int, n_rows: int,
+                 with_mask: bool):
+        self.ordered = ordered
+        self.n, self.batch_size = int(n), int(batch_size)
+        self.local = self.batch_size // int(process_count)
+        self.p = int(process_index)
+        self.n_rows = int(n_rows)
+        self.with_mask = bool(with_mask)
+        self._pad = None
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    def global_position(self, j: int) -> int:
+        b, r = divmod(int(j), self.local)
+        return b * self.batch_size + self.p * self.local + r
+
+    def __getitem__(self, j: int) -> dict:
+        pos = self.global_position(j)
+        if pos < self.n:
+            item = dict(self.ordered[pos])
+            if self.with_mask:
+                item["mask"] = np.float32(1.0)
+            return item
+        if self._pad is None:
+            self._pad = {k: np.zeros_like(np.asarray(v)) for k, v in self.ordered[0].items()}
+            self._pad["mask"] = np.float32(0.0)
+        return dict(self._pad)
+
+
 def _ensure_absl_flags_parsed() -> None:
     # grain's worker processes read absl flags; outside absl.app.run they are unparsed and
     # grain raises UnparsedFlagAccessError (it reads absl flags). Parse an empty command line then.
@@ -63,15 +103,16 @@ def _ensure_absl_flags_parsed() -> None:
 
 
 class Loader:
-    """Iterable of batches ``{'frames': (B, *item_shape) float32, 'label': (B,) int32}``.
+    """Iterable of batches ``{'frames' | 'image': (B/P, *item_shape) float32, 'label': (B/P,) int32[, 'mask']}``.
 
     ``iter(loader)`` starts a fresh pass over the same (seed, epoch) order from ``start_batch``;
-    ``len(loader)`` is the number of batches that pass yields.
+    ``len(loader)`` is the number of batches that pass yields (the same on every process).
     """
 
     def __init__(self, dataset, *, batch_size: int, shuffle: bool, seed: int, epoch: int,
                  drop_remainder: bool, start_batch: int, num_workers: int, prefetch: int,
-                 num_threads: int):
+                 num_threads: int, process_index: int = 0, process_count: int = 1,
+                 pad_remainder: bool = False):
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -82,6 +123,9 @@ class Loader:
         self.num_workers = int(num_workers)
         self.prefetch = int(prefetch)
         self.num_threads = int(num_threads)
+        self.process_index, self.process_count = int(process_index), int(process_count)
+        self.pad_remainder = bool(pad_remainder)
+        self.local_batch_size = self.batch_size // self.process_count
         self._total = num_batches(dataset, batch_size, drop_remainder)
 
     def __len__(self) -> int:
@@ -93,7 +137,13 @@ class Loader:
         ds = grain.MapDataset.source(_EpochView(self.dataset, self.epoch))
         if self.shuffle:
             ds = ds.shuffle(seed=epoch_seed(self.seed, self.epoch))
-        ds = ds.batch(self.batch_size, drop_remainder=self.drop_remainder)
+        if self.process_count > 1 or self.pad_remainder:
+            n_rows = self._total * self.local_batch_size
+            rows = _ProcessRows(ds, len(self.dataset), self.batch_size, self.process_index,
+                                self.process_count, n_rows, with_mask=self.pad_remainder)
+            ds = grain.MapDataset.source(rows).batch(self.local_batch_size, drop_remainder=False)
+        else:
+            ds = ds.batch(self.batch_size, drop_remainder=self.drop_remainder)
         if self.start_batch:
             ds = ds[self.start_batch:]
         it = ds.to_iter_dataset(
@@ -113,7 +163,8 @@ class Loader:
 
 def make_loader(dataset, *, batch_size: int, shuffle: bool = True, seed: int = 0, epoch: int = 0,
                 drop_remainder: bool = False, start_batch: int = 0, num_workers: int = 0,
-                prefetch: int = 2, num_threads: int = 0) -> Loader:
+                prefetch: int = 2, num_threads: int = 0, process_index: int = 0, process_count: int = 1,
+                pad_remainder: bool = False) -> Loader:
     """Builds the batch iterable for one epoch of ``dataset`` (an :class:`EventFrameDataset`).
 
     Args:
@@ -130,6 +181,12 @@ def make_loader(dataset, *, batch_size: int, shuffle: bool = True, seed: int = 0
       prefetch: batches buffered per process (``ReadOptions.prefetch_buffer_size``) and per worker.
       num_threads: grain reader threads per process (0 suits in-memory data such as the digits;
         a few threads help file-backed datasets).
+      process_index, process_count: this process and the number of processes
+        (``jax.process_index()``, ``jax.process_count()``); ``batch_size`` is then the global batch
+        and each process yields its ``batch_size // process_count`` rows of every global batch.
+      pad_remainder: pad the last global batch to ``batch_size`` rows with zero items and add
+        ``'mask'`` (1.0 real, 0.0 padding) to every batch; required with ``drop_remainder=False``
+        over several processes.
 
     Returns:
       a :class:`Loader`: iterating it yields ``{'frames': (B, ...) float32, 'label': (B,) int32}``
@@ -137,7 +194,8 @@ def make_loader(dataset, *, batch_size: int, shuffle: bool = True, seed: int = 0
 
     Raises:
       ValueError: a non-positive batch size, negative workers/prefetch/threads, or ``start_batch``
-        outside ``[0, num_batches]`` (naming the argument).
+        outside ``[0, num_batches]`` (naming the argument); a bad process index/count, a batch
+        not divisible by ``process_count``, or an unpadded remainder over several processes.
     """
     total = num_batches(dataset, batch_size, drop_remainder)
     for key, v in (("num_workers", num_workers), ("prefetch", prefetch), ("num_threads", num_threads),
@@ -146,6 +204,17 @@ def make_loader(dataset, *, batch_size: int, shuffle: bool = True, seed: int = 0
             raise ValueError(f"{key} must be a non-negative integer, got {v!r}")
     if start_batch > total:
         raise ValueError(f"start_batch={start_batch} is past the end of the epoch ({total} batches)")
+    if isinstance(process_count, bool) or not isinstance(process_count, (int, np.integer)) or process_count < 1:
+        raise ValueError(f"process_count must be a positive integer, got {process_count!r}")
+    if (isinstance(process_index, bool) or not isinstance(process_index, (int, np.integer))
+            or not 0 <= process_index < process_count):
+        raise ValueError(f"process_index must be an integer in [0, {process_count}), got {process_index!r}")
+    if batch_size % process_count:
+        raise ValueError(f"batch_size={batch_size} (global) does not split over {process_count} processes")
+    if process_count > 1 and not drop_remainder and not pad_remainder:
+        raise ValueError("drop_remainder=False over several processes needs pad_remainder=True (the last "
+                         "global batch would split unevenly)")
     return Loader(dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
                   drop_remainder=drop_remainder, start_batch=start_batch, num_workers=num_workers,
-                  prefetch=prefetch, num_threads=num_threads)
+                  prefetch=prefetch, num_threads=num_threads, process_index=process_index,
+                  process_count=process_count, pad_remainder=pad_remainder)

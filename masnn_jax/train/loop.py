@@ -124,14 +124,14 @@ class Trainer:
     # -- data --
 
     def device_batch(self, batch: dict, keys=None) -> dict:
-        """A host batch (global, as every process draws it) -> the step's batch of sharded ``jax.Array``s: the
-        task's input, ``label`` as int32 and, when present, ``mask``."""
+        """This process's rows of a global batch (what :meth:`train_batches` yields) -> the step's batch of global
+        ``jax.Array``s sharded over the mesh: the task's input, ``label`` as int32 and, when present, ``mask``."""
         keys = keys or (self.task.input_key, "label", "mask")
         out = {}
         for key in keys:
             if key in batch:
                 value = np.asarray(batch[key], np.int32 if key == "label" else None)
-                out[key] = mesh_lib.shard_batch(self.mesh, value)
+                out[key] = mesh_lib.shard_local_batch(self.mesh, value)
         return out
 
     def train_batches(self, epoch: int, start_batch: int) -> Iterator[dict]:
@@ -141,6 +141,8 @@ class Trainer:
             data_lib.make_loader(
                 self.train_set, batch_size=int(tc.batch_size), shuffle=True, seed=int(self.config.seed), epoch=epoch,
                 drop_remainder=True, num_workers=int(tc.get("num_workers", 0)), start_batch=start_batch,
+                num_threads=int(tc.get("num_threads", 0) or 0), process_index=jax.process_index(),
+                process_count=jax.process_count(),
             )
         )
 
@@ -148,27 +150,26 @@ class Trainer:
 
     def evaluate(self, split: str = "test") -> dict[str, float]:
         """Evaluates the current state on ``split``: ``{'loss', 'accuracy', 'firing_rate', 'count'}`` (and
-        ``'top5'`` for image tasks). Every sample counts once: the last partial batch is padded and masked."""
+        ``'top5'`` for image tasks). Every sample counts exactly once over all processes: the last partial global
+        batch is padded and masked, and the step sums over the global batch."""
         dataset = self.test_set if split == "test" else data_lib.build(self.config.data, split)
         bs = int(self.config.train.eval_batch_size)
         totals: dict[str, float] = {}
         rates = []
-        loader = data_lib.make_loader(dataset, batch_size=bs, shuffle=False, seed=0, epoch=0, drop_remainder=False)
+        loader = data_lib.make_loader(dataset, batch_size=bs, shuffle=False, seed=0, epoch=0, drop_remainder=False,
+                                      pad_remainder=True, num_threads=int(self.config.train.get("num_threads", 0) or 0),
+                                      process_index=jax.process_index(), process_count=jax.process_count())
         key = self.task.input_key
-        for batch in loader:
+        for batch in loader:  # this process's rows of every global batch; padding rows have mask 0
             x, labels = np.asarray(batch[key]), np.asarray(batch["label"], np.int32)
             if key == "frames" and x.ndim == 5:  # a split without test windows: one window per recording
                 x = x[:, None]
-            k = x.shape[0]
-            mask = np.zeros(bs, np.float32)
-            mask[:k] = 1
-            if k < bs:
-                x = np.concatenate([x, np.zeros((bs - k,) + x.shape[1:], x.dtype)])
-                labels = np.concatenate([labels, np.zeros(bs - k, np.int32)])
+            mask = np.asarray(batch["mask"], np.float32)
             out = jax.device_get(self.eval_step(self.state, self.device_batch({key: x, "label": labels, "mask": mask})))
             for name, value in out.items():
                 if name != "spike_rate":
                     totals[name] = totals.get(name, 0.0) + float(value)
+            k = float(out["count"])  # real samples in the global batch (summed over every process by the step)
             rates.append((float(out["spike_rate"]), k))
         count = max(totals.get("count", 0.0), 1.0)
         result = {

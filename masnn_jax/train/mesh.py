@@ -12,7 +12,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-__all__ = ["make_mesh", "batch_sharding", "replicated", "shard_batch"]
+__all__ = ["make_mesh", "batch_sharding", "replicated", "shard_batch", "shard_local_batch"]
 
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:
@@ -46,3 +46,19 @@ def shard_batch(mesh: jax.sharding.Mesh, array) -> jax.Array:
         per = array.shape[0] // n_proc
         array = array[jax.process_index() * per:(jax.process_index() + 1) * per]
     return jax.make_array_from_process_local_data(batch_sharding(mesh), array)
+
+
+def shard_local_batch(mesh: jax.sharding.Mesh, local) -> jax.Array:
+    """This process's rows of a global batch -> the global ``jax.Array`` sharded over ``'data'``.
+
+    ``local`` is what ``make_loader(..., process_index=jax.process_index(), process_count=jax.process_count())``
+    yields: rows ``[p*Bl, (p+1)*Bl)`` of the global batch of ``Bl * process_count`` rows (a process's devices sit at
+    consecutive positions of the ``('data',)`` mesh, as in ``jax.devices()`` order). On one process this equals
+    :func:`shard_batch`.
+
+    Raises:
+      ValueError: a local batch whose rows do not split over this process's devices (from JAX).
+    """
+    local = np.asarray(local)
+    global_shape = (local.shape[0] * jax.process_count(),) + local.shape[1:]
+    return jax.make_array_from_process_local_data(batch_sharding(mesh), local, global_shape)
