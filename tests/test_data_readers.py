@@ -199,16 +199,26 @@ def test_gesture_tonic_layout(tmp_path):
     t0, t1 = int(ev["t"][0]), int(ev["t"][-1])
     start = train_window_start(t0, t1, T=10, dt_us=100_000, rng=np.random.default_rng([0, 4, 2]))
     assert start > t0  # recordings of ~2 s, windows of 1 s: a random start
+    # default window_rule='official': the bins start at the first event inside the window
+    win = ev[(ev["t"] >= start) & (ev["t"] < start + 1_000_000)]
     np.testing.assert_array_equal(
         tr.get(2, epoch=4)["frames"],
+        events_to_frames(win, (128, 128), T=10, dt_us=100_000, ds=4, t_start_us=int(win["t"][0])))
+    # window_rule='masnn': bins from the window start
+    np.testing.assert_array_equal(
+        build({**cfg, "window_rule": "masnn"}, "train").get(2, epoch=4)["frames"],
         events_to_frames(ev, (128, 128), T=10, dt_us=100_000, ds=4, t_start_us=start))
     ev = te.events(1)
     starts = spread_window_starts(int(ev["t"][0]), int(ev["t"][-1]), T=10, dt_us=100_000, n=2)
     np.testing.assert_array_equal(
-        te[1]["frames"], frames_for_windows(ev, (128, 128), starts, T=10, dt_us=100_000, ds=4))
-    # cache_events keeps the parsed events
+        build({**cfg, "window_rule": "masnn"}, "test")[1]["frames"],
+        frames_for_windows(ev, (128, 128), starts, T=10, dt_us=100_000, ds=4))
+    # the LRU cache keeps the parsed recordings (cache_mb, default on); cache_events = unbounded
+    assert tr.events(0) is tr.events(0)
     cached = build({**cfg, "cache_events": True}, "train")
     assert cached.events(0) is cached.events(0)
+    off = build({**cfg, "cache_mb": 0}, "train")
+    assert off.events(0) is not off.events(0)
 
 
 def test_gesture_tonic_layout_errors(tmp_path):

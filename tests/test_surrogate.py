@@ -147,6 +147,15 @@ def test_get_non_positive_hparam(name, value):
         getattr(surrogate, name)(value)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), np.float32("nan")])
+@pytest.mark.parametrize("name", ["atan", "rectangle"])
+def test_get_non_finite_hparam(name, value):
+    key = FORMULAS[name][0] if name in FORMULAS else surrogate._REGISTRY[surrogate._key(name)].hparam
+    with pytest.raises(ValueError, match=name) as info:
+        surrogate.get(name, **{key: value})
+    assert key in str(info.value) and "finite" in str(info.value)
+
+
 def _gaussian_grad(x, sigma):
     return jnp.exp(-0.5 * (x / sigma) ** 2) / (sigma * jnp.sqrt(2 * jnp.pi))
 

@@ -62,6 +62,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 from typing import Callable
 
 import jax
@@ -272,7 +273,8 @@ def get(name: str, **hparams) -> SpikeFunction:
     Returns:
       a :class:`SpikeFunction`.
     Raises:
-      ValueError: unknown name or unknown hyper-parameter keyword (the message lists the valid ones).
+      ValueError: unknown name or unknown hyper-parameter keyword (the message lists the valid ones), or a concrete
+        hyper-parameter that is not a finite number > 0 (nan, inf, 0, negative; the message names it).
     """
     key = _key(name)
     if key not in _REGISTRY:
@@ -284,8 +286,8 @@ def get(name: str, **hparams) -> SpikeFunction:
             f"surrogate {key!r} takes the hyper-parameter {entry.hparam!r}, got unexpected {sorted(extra)}"
         )
     value = hparams.get(entry.hparam, entry.default)
-    if isinstance(value, (int, float)) and value <= 0:
-        raise ValueError(f"surrogate {key!r}: {entry.hparam} must be > 0, got {value}")
+    if isinstance(value, numbers.Real) and not (math.isfinite(float(value)) and value > 0):
+        raise ValueError(f"surrogate {key!r}: {entry.hparam} must be a finite number > 0, got {value}")
     return SpikeFunction(entry.grad_fn, value, key)
 
 

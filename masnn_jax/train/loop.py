@@ -90,8 +90,17 @@ class Trainer:
         for key in ("batch_size", "eval_batch_size"):
             if int(tc[key]) % n_dev:
                 raise ValueError(f"config.train.{key}={tc[key]} must be divisible by the device count {n_dev}")
+        events_data = data_lib.kind_of(config.data.get("name", "digits_dvs")) == "events"
+        if events_data:
+            from masnn_jax.data import events as events_lib
+
+            abstract = nnx.eval_shape(lambda: models.build(config.model, rngs=nnx.Rngs(0)))
+            # config.data.ds / T vs config.model.input_shape / T, both keys named, before anything is written
+            events_lib.check_model_data(config, getattr(abstract, "input_shape", None))
         self.test_set = data_lib.build(config.data, "test")
         self.train_set = data_lib.build(config.data, "train") if need_train_data else None
+        if events_data:
+            logging.info("%s", events_lib.maybe_verify(config.data))  # ValueError listing every bad file
         self.steps_per_epoch = (
             data_lib.num_batches(self.train_set, int(tc.batch_size), drop_remainder=True) if need_train_data else 1
         )

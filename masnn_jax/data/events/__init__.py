@@ -16,18 +16,19 @@ from masnn_jax.data.events.config import (
     DATASET_DEFAULTS,
     DATASET_NAMES,
     build,
+    check_model_data,
     default_data_config,
 )
 from masnn_jax.data.events.datasets import (
     CIFAR10_CLASSES,
     GESTURE_CLASSES,
-    CIFAR10DVSDataset,
+    BAD_WINDOW_MODES,
     DatasetNotFoundError,
+    EventCache,
     DigitsDVS,
-    DVSGaitDataset,
-    DVSGestureDataset,
     EventFrameDataset,
 )
+from masnn_jax.data.events.recorded import CIFAR10DVSDataset, DVSGaitDataset, DVSGestureDataset
 from masnn_jax.data.events.emulator import (
     DEFAULT_SACCADES,
     emulate_dvs,
@@ -35,10 +36,21 @@ from masnn_jax.data.events.emulator import (
     render_frames,
     saccade_path,
 )
-from masnn_jax.data.events.core import EVENT_DTYPE, make_events, polarity_to_index, sort_events
+from masnn_jax.data.events.core import (
+    EVENT_DTYPE,
+    SIGNED_POLARITY_MODES,
+    make_events,
+    polarity_to_index,
+    sort_events,
+    validate_events,
+)
 from masnn_jax.data.events.frames import (
+    WINDOW_RULES,
     events_to_frames,
     frames_for_windows,
+    frames_test_windows,
+    frames_train_window,
+    official_window_starts,
     spread_window_starts,
     train_window_start,
     vote_correct,
@@ -54,9 +66,13 @@ from masnn_jax.data.events.readers import (
     read_tonic_gesture_npy,
     read_trial_list,
 )
+from masnn_jax.data.events.verify import VerifyReport, maybe_verify, verify
 
 __all__ = [
-    "build", "default_data_config", "DATASET_NAMES", "DATASET_DEFAULTS",
+    "build", "default_data_config", "DATASET_NAMES", "DATASET_DEFAULTS", "check_model_data",
+    "verify", "maybe_verify", "VerifyReport", "EventCache", "BAD_WINDOW_MODES", "WINDOW_RULES",
+    "SIGNED_POLARITY_MODES", "validate_events", "official_window_starts", "frames_train_window",
+    "frames_test_windows",
     "EventFrameDataset", "DigitsDVS", "DVSGestureDataset", "DVSGaitDataset", "CIFAR10DVSDataset",
     "DatasetNotFoundError", "DataFormatError", "GESTURE_CLASSES", "CIFAR10_CLASSES",
     "emulate_dvs", "emulate_dvs_batch", "render_frames", "saccade_path", "DEFAULT_SACCADES",

@@ -16,6 +16,26 @@ seed                     0          split (digits), random training windows, emu
 train_random_window      per name   random training window (gesture/cifar True, gait False;
                                     digits: always one fixed window)
 cache_events             False      keep every recording's events in memory after first use
+                                    (unbounded; overrides cache_mb)
+cache_mb                 1024       LRU cache of parsed recordings, MiB per process (each grain
+                                    worker has its own); 0 = off. A Gesture recording of 1 M
+                                    events takes 13 MB
+window_rule              'official' 'official': window placement and bins exactly as the
+                                    official MA-SNN loaders (bins from the first event in a
+                                    window; test windows drop the last timestamp) | 'masnn':
+                                    bins from the window start (see frames.py)
+bad_windows              'skip'     DVS Gesture label rows outside their recording or without
+                                    events: 'skip' (one warning per file with the count) |
+                                    'error' (refuse the dataset, listing every bad row)
+signed_polarity          'off_on'   files with polarity -1/+1 (Gait, CIFAR10-DVS mat): 'off_on'
+                                    (-1 -> OFF channel 0) | 'official' (every event in channel 1,
+                                    as the official indexing chunks[i, p] does)
+verify                   'auto'     read and validate every file of both splits before training
+                                    (masnn_jax.data.events.maybe_verify): True | False | 'auto'
+                                    (on when the files total at most verify_auto_mb, and for
+                                    the embedded digits)
+verify_auto_mb           64         size limit (MiB, both splits) for verify='auto'
+verify_workers           0          threads for verify (0 = min(8, CPUs))
 gesture_layout           'auto'     'tonic' | 'ibm' | 'auto' (see DVSGestureDataset)
 gait_lighting            'day'      'day' | 'night'
 cifar_layout             'auto'     'mat' | 'aedat' | 'auto'
@@ -39,16 +59,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from masnn_jax.data.events.datasets import (
-    CIFAR10DVSDataset,
-    DigitsDVS,
-    DVSGaitDataset,
-    DVSGestureDataset,
-    EventFrameDataset,
-)
+from masnn_jax.data.events.datasets import DigitsDVS, EventFrameDataset
+from masnn_jax.data.events.recorded import CIFAR10DVSDataset, DVSGaitDataset, DVSGestureDataset
 
 __all__ = ["DATASET_NAMES", "DATASET_DEFAULTS", "COMMON_KEYS", "SPECIFIC_KEYS",
-           "default_data_config", "build"]
+           "default_data_config", "build", "check_model_data"]
 
 DATASET_NAMES = ("digits_dvs", "dvs_gesture", "dvs_gait", "cifar10_dvs")
 
@@ -61,7 +76,9 @@ DATASET_DEFAULTS = {
 }
 
 COMMON_KEYS = dict(name="digits_dvs", root=None, T=None, dt_ms=None, ds=None,
-                   n_test_windows=None, seed=0, train_random_window=None, cache_events=False)
+                   n_test_windows=None, seed=0, train_random_window=None, cache_events=False,
+                   cache_mb=1024.0, window_rule="official", bad_windows="skip", signed_polarity="off_on",
+                   verify="auto", verify_auto_mb=64, verify_workers=0)
 
 SPECIFIC_KEYS = dict(
     gesture_layout="auto",
@@ -100,6 +117,8 @@ def default_data_config(name: str = "digits_dvs"):
     d.update(DATASET_DEFAULTS[name])
     d["name"] = name
     d["root"] = config_dict.placeholder(str)
+    d["verify"] = ml_collections.FieldReference(d["verify"], field_type=object)  # True | False | 'auto'
+    d["cache_mb"] = float(d["cache_mb"])
     return ml_collections.ConfigDict(d)
 
 
@@ -122,6 +141,86 @@ def _int(cfg: dict, key: str, *, positive: bool = True, allow_zero: bool = False
     return v
 
 
+def resolve(data_config) -> dict:
+    """``config.data`` with every key filled in (defaults of the chosen name for missing / None keys).
+
+    Raises:
+      ValueError: unknown ``name`` or key (naming ``config.data.<key>``).
+    """
+    cfg = _as_dict(data_config)
+    unknown = sorted(set(cfg) - set(COMMON_KEYS) - set(SPECIFIC_KEYS))
+    if unknown:
+        raise ValueError(
+            f"config.data has unknown key(s) {unknown}; known keys: "
+            f"{sorted(set(COMMON_KEYS) | set(SPECIFIC_KEYS))}"
+        )
+    name = cfg.get("name", COMMON_KEYS["name"])
+    if name not in DATASET_NAMES:
+        raise ValueError(f"config.data.name must be one of {DATASET_NAMES}, got {name!r}")
+    full = dict(COMMON_KEYS)
+    full.update(SPECIFIC_KEYS)
+    full.update(DATASET_DEFAULTS[name])
+    full.update({k: v for k, v in cfg.items() if v is not None})
+    full["name"] = name
+    return full
+
+
+def data_sensor_size(data_config) -> tuple[int, int]:
+    """``(H, W)`` of the events of the dataset ``config.data`` names (128x128, or ``digits_sensor_size``)."""
+    full = resolve(data_config)
+    if full["name"] != "digits_dvs":
+        return (128, 128)
+    side = full["digits_sensor_size"]
+    return (int(side), int(side)) if isinstance(side, (int, float)) else tuple(int(s) for s in side)
+
+
+def check_model_data(config, input_shape=None) -> None:
+    """Checks that the frames ``config.data`` makes fit the network ``config.model`` expects.
+
+    Compares ``(H // ds, W // ds, 2)`` (sensor of ``config.data.name``, ``config.data.ds``) with
+    ``config.model.input_shape`` (or the input shape of ``config.model.arch``'s official plan) and
+    ``config.data.T`` with ``config.model.T``. Skips (returns) when ``config.model`` has no input shape or T to
+    compare (an image model, a custom model without them) or the data are not event data.
+
+    Args:
+      config: the run config with ``data`` and ``model``.
+      input_shape: the ``(H, W, C)`` the built model expects, when ``config.model`` leaves it to its ``arch``
+        (the caller knows the model family; the data layer does not import models).
+
+    Raises:
+      ValueError: a mismatch; the message names both keys and values, e.g. ``config.data.ds=3 gives frames
+        (42, 42, 2) but config.model.input_shape is (32, 32, 2)``.
+    """
+    data = _as_dict(config["data"] if isinstance(config, Mapping) else config.data)
+    if data.get("name", "digits_dvs") not in DATASET_NAMES:
+        return
+    model = config["model"] if isinstance(config, Mapping) else config.get("model", None)
+    if model is None:
+        return
+    model = _as_dict(model)
+    full = resolve(data)
+    shape = model.get("input_shape")
+    shape_key = "config.model.input_shape"
+    arch = model.get("arch")
+    if shape is None and input_shape is not None:
+        shape = input_shape
+        if arch not in (None, "custom"):
+            shape_key = f"config.model.input_shape (from config.model.arch={arch!r})"
+    H, W = data_sensor_size(full)
+    ds = _int(full, "ds")
+    frame = (H // ds, W // ds, 2)
+    if shape is not None and tuple(int(v) for v in shape) != frame:
+        raise ValueError(
+            f"config.data.ds={ds} on the {H}x{W} sensor of config.data.name={full['name']!r} gives frames "
+            f"(H, W, C) = {frame} but {shape_key} is {tuple(int(v) for v in shape)}; set config.data.ds="
+            f"{H // int(shape[0]) if int(shape[0]) and H % int(shape[0]) == 0 else '?'} or change "
+            "config.model.input_shape")
+    T_model = model.get("T")
+    if T_model is not None and int(T_model) != _int(full, "T"):
+        raise ValueError(f"config.data.T={_int(full, 'T')} but config.model.T={int(T_model)}: the model expects "
+                         f"{int(T_model)} time bins per window")
+
+
 def build(data_config, split: str) -> EventFrameDataset:
     """Builds the dataset described by ``data_config`` (``config.data``) for ``split``.
 
@@ -141,20 +240,8 @@ def build(data_config, split: str) -> EventFrameDataset:
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    cfg = _as_dict(data_config)
-    unknown = sorted(set(cfg) - set(COMMON_KEYS) - set(SPECIFIC_KEYS))
-    if unknown:
-        raise ValueError(
-            f"config.data has unknown key(s) {unknown}; known keys: "
-            f"{sorted(set(COMMON_KEYS) | set(SPECIFIC_KEYS))}"
-        )
-    name = cfg.get("name", COMMON_KEYS["name"])
-    if name not in DATASET_NAMES:
-        raise ValueError(f"config.data.name must be one of {DATASET_NAMES}, got {name!r}")
-    full = dict(COMMON_KEYS)
-    full.update(SPECIFIC_KEYS)
-    full.update(DATASET_DEFAULTS[name])
-    full.update({k: v for k, v in cfg.items() if v is not None})
+    full = resolve(data_config)
+    name = full["name"]
     try:
         dt_ms = float(full["dt_ms"])
     except (TypeError, ValueError):
@@ -166,6 +253,16 @@ def build(data_config, split: str) -> EventFrameDataset:
                   seed=_int(full, "seed", positive=False))
     random_window = bool(full["train_random_window"])
     cache_events = bool(full["cache_events"])
+    from masnn_jax.data.events.datasets import _cache_mb
+
+    files = dict(cache_events=cache_events, cache_mb=_cache_mb(full["cache_mb"]),
+                 window_rule=str(full["window_rule"]))
+    for key, allowed in (("window_rule", ("official", "masnn")), ("bad_windows", ("skip", "error")),
+                         ("signed_polarity", ("off_on", "official"))):
+        if full[key] not in allowed:
+            raise ValueError(f"config.data.{key} must be one of {allowed}, got {full[key]!r}")
+    if full["verify"] not in (True, False, "auto"):
+        raise ValueError(f"config.data.verify must be True, False or 'auto', got {full['verify']!r}")
 
     if name == "digits_dvs":
         side = full["digits_sensor_size"]
@@ -184,11 +281,11 @@ def build(data_config, split: str) -> EventFrameDataset:
         )
     root = full["root"]
     if name == "dvs_gesture":
-        return DVSGestureDataset(root, split, layout=str(full["gesture_layout"]),
-                                 random_window=random_window, cache_events=cache_events, **common)
+        return DVSGestureDataset(root, split, layout=str(full["gesture_layout"]), random_window=random_window,
+                                 bad_windows=str(full["bad_windows"]), **files, **common)
     if name == "dvs_gait":
-        return DVSGaitDataset(root, split, lighting=str(full["gait_lighting"]),
-                              random_window=random_window, cache_events=cache_events, **common)
+        return DVSGaitDataset(root, split, lighting=str(full["gait_lighting"]), random_window=random_window,
+                              signed_polarity=str(full["signed_polarity"]), **files, **common)
     return CIFAR10DVSDataset(root, split, layout=str(full["cifar_layout"]),
-                             train_fraction=float(full["cifar_train_fraction"]),
-                             random_window=random_window, cache_events=cache_events, **common)
+                             train_fraction=float(full["cifar_train_fraction"]), random_window=random_window,
+                             signed_polarity=str(full["signed_polarity"]), **files, **common)

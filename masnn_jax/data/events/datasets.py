@@ -4,45 +4,43 @@ All datasets are :class:`EventFrameDataset` objects: random access by index (and
 random training windows), items ``{'frames': float32, 'label': int32}`` with frames
 ``(T, H, W, 2)`` for the training split and ``(n, T, H, W, 2)`` (n test windows) for the test
 split. Nothing is downloaded: a missing, empty or corrupt dataset raises an error that names the
-path and the expected layout.
+path and the expected layout; a file that breaks a rule of its format (coordinates, polarity, timestamps,
+label windows) raises an error naming the file, the place in it and the rule. Parsed recordings are cached per
+process in an LRU bounded by ``cache_mb``.
 """
 
 from __future__ import annotations
 
-import functools
+import collections
+import logging
 import os
-import re
 import stat
+import threading
 from collections.abc import Sequence
 
 import numpy as np
 
 from masnn_jax.data.events.emulator import DEFAULT_SACCADES, emulate_dvs_batch
-from masnn_jax.data.events.core import sort_events
+from masnn_jax.data.events.core import DataFormatError
 from masnn_jax.data.events.frames import (
-    events_to_frames,
-    frames_for_windows,
-    spread_window_starts,
+    WINDOW_RULES,
+    frames_test_windows,
+    frames_train_window,
     train_window_start,
 )
-from masnn_jax.data.events.readers import (
-    DataFormatError,
-    read_aedat2_dvs128,
-    read_aedat31,
-    read_cifar10dvs_mat,
-    read_gait_txt,
-    read_gesture_labels,
-    read_tonic_gesture_npy,
-    read_trial_list,
-)
+
+logger = logging.getLogger("masnn_jax.data")
+
+#: ``config.data.bad_windows`` values: 'skip' (default; drop a bad label window, one warning per file with the
+#: count) | 'error' (refuse the dataset, listing every bad window).
+BAD_WINDOW_MODES = ("skip", "error")
 
 __all__ = [
+    "BAD_WINDOW_MODES",
+    "EventCache",
     "DatasetNotFoundError",
     "EventFrameDataset",
     "DigitsDVS",
-    "DVSGestureDataset",
-    "DVSGaitDataset",
-    "CIFAR10DVSDataset",
     "GESTURE_CLASSES",
     "CIFAR10_CLASSES",
     "TONIC_GESTURE_LAYOUT",
@@ -88,6 +86,74 @@ class DatasetNotFoundError(FileNotFoundError):
     """A dataset root/split is missing or holds no samples; the message names path and layout."""
 
 
+def _cache_mb(v) -> float:
+    try:
+        mb = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"config.data.cache_mb must be a number >= 0 (MiB), got {v!r}") from None
+    if not (mb >= 0 and np.isfinite(mb)):
+        raise ValueError(f"config.data.cache_mb must be a finite number >= 0 (MiB), got {v!r}")
+    return mb
+
+
+class EventCache:
+    """A least-recently-used cache of parsed recordings bounded by their size in bytes (thread-safe).
+
+    Args:
+      budget_bytes: most bytes kept (``ndarray.nbytes`` summed); None = unbounded; 0 = keep nothing. A
+        recording larger than the budget is not kept.
+
+    Methods: ``get(key)`` (None on a miss), ``put(key, array)``, ``stats()`` ->
+    ``{'hits', 'misses', 'bytes', 'items', 'budget_bytes'}``.
+    """
+
+    def __init__(self, budget_bytes: int | None):
+        self.budget_bytes = None if budget_bytes is None else int(budget_bytes)
+        self._items: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key):
+        """The array stored under ``key`` (now most recently used), or None."""
+        with self._lock:
+            arr = self._items.get(key)
+            if arr is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return arr
+
+    def put(self, key, arr: np.ndarray) -> None:
+        """Stores ``arr`` under ``key``, evicting least recently used entries to stay within the budget."""
+        size = int(arr.nbytes)
+        with self._lock:
+            if self.budget_bytes is not None and size > self.budget_bytes:
+                return
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= int(old.nbytes)
+            self._items[key] = arr
+            self._bytes += size
+            while self.budget_bytes is not None and self._bytes > self.budget_bytes:
+                _, victim = self._items.popitem(last=False)
+                self._bytes -= int(victim.nbytes)
+
+    def stats(self) -> dict:
+        """``{'hits', 'misses', 'bytes', 'items', 'budget_bytes'}``."""
+        with self._lock:
+            return dict(hits=self.hits, misses=self.misses, bytes=self._bytes, items=len(self._items),
+                        budget_bytes=self.budget_bytes)
+
+    def __getstate__(self):
+        return {"budget_bytes": self.budget_bytes}
+
+    def __setstate__(self, state):
+        self.__init__(state["budget_bytes"])
+
+
 class EventFrameDataset:
     """Random-access dataset of event-frame samples built from event recordings.
 
@@ -102,16 +168,29 @@ class EventFrameDataset:
       ``sample_test``. Item ``{'frames': (n, T, H, W, 2) float32, 'label': int32}``; evaluation
       votes over the n windows (correct when more than half are).
 
+    Window placement and binning follow ``window_rule`` (:mod:`masnn_jax.data.events.frames`; 'official' by
+    default). Parsed recordings are kept in a per-process LRU cache of ``cache_mb`` MiB (:class:`EventCache`;
+    ``cache_events=True`` = unbounded; each grain worker process has its own). A recording is validated when it
+    is read (errors name the file); a sample without events is an error naming it.
+
+    Subclasses implement :meth:`recording_of`, :meth:`read_recording` and, when a sample is a part of a
+    recording, :meth:`sample_events`.
+
     Attributes:
       name: dataset name. split: 'train' or 'test'. num_classes: int.
       sensor_size: ``(H, W)`` of the events. frame_shape: ``(T, H // ds, W // ds, 2)``.
       item_shape: shape of ``item['frames']``. labels: ``(N,)`` int32 array.
-      T, dt_us, ds, n_test_windows, seed, random_window: the framing parameters.
+      T, dt_us, ds, n_test_windows, seed, random_window, window_rule: the framing parameters.
+      cache: the :class:`EventCache` (``cache.stats()`` gives hits, misses and bytes).
     """
+
+    #: Random training starts include ``t_last - T*dt`` (Gait's ``random.randint``) when True.
+    include_high = False
 
     def __init__(self, *, name: str, split: str, num_classes: int, sensor_size: tuple[int, int],
                  T: int, dt_us: int, ds: int, n_test_windows: int, seed: int,
-                 random_window: bool, labels: Sequence[int], cache_events: bool = False):
+                 random_window: bool, labels: Sequence[int], cache_events: bool = False,
+                 cache_mb: float = 1024, window_rule: str = "official"):
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         for key, v in (("T", T), ("dt_us", dt_us), ("ds", ds), ("n_test_windows", n_test_windows)):
@@ -129,7 +208,11 @@ class EventFrameDataset:
         self.random_window = bool(random_window)
         self.labels = np.asarray(labels, np.int32)
         self.cache_events = bool(cache_events)
-        self._event_cache: dict[int, np.ndarray] = {}
+        if window_rule not in WINDOW_RULES:
+            raise ValueError(f"config.data.window_rule must be one of {WINDOW_RULES}, got {window_rule!r}")
+        self.window_rule = window_rule
+        self.cache_mb = _cache_mb(cache_mb)
+        self.cache = EventCache(None if self.cache_events else int(self.cache_mb * 2 ** 20))
         if self.labels.size and (self.labels.min() < 0 or self.labels.max() >= self.num_classes):
             raise ValueError(f"{name}: labels outside [0, {self.num_classes})")
 
@@ -151,19 +234,48 @@ class EventFrameDataset:
         return (f"{type(self).__name__}(name={self.name!r}, split={self.split!r}, n={len(self)}, "
                 f"item_shape={self.item_shape}, num_classes={self.num_classes})")
 
-    # -- events --------------------------------------------------------------------------------
-    def load_events(self, index: int) -> np.ndarray:
-        """Events of recording ``index`` (:data:`EVENT_DTYPE`, sorted by t). Subclasses implement."""
+    # -- events ------------------------------------------------------------------------------
+    def recording_of(self, index: int) -> str:
+        """The file (cache key) holding sample ``index``. Subclasses implement."""
         raise NotImplementedError
 
+    def read_recording(self, path: str) -> np.ndarray:
+        """All events of ``path``, validated and sorted by t (:data:`EVENT_DTYPE`). Subclasses implement."""
+        raise NotImplementedError
+
+    def sample_events(self, index: int, recording: np.ndarray) -> np.ndarray:
+        """The events of sample ``index`` within its ``recording`` (default: all of it)."""
+        return recording
+
+    def sample_name(self, index: int) -> str:
+        """How errors name sample ``index``: its file (and label row where a file holds several samples)."""
+        return self.recording_of(index)
+
+    def recordings(self) -> dict[str, list[int]]:
+        """``{file: [sample indices]}`` over the split, in first-use order (what :func:`verify` reads)."""
+        out: dict[str, list[int]] = {}
+        for i in range(len(self)):
+            out.setdefault(self.recording_of(i), []).append(i)
+        return out
+
+    def load_events(self, index: int) -> np.ndarray:
+        """Events of sample ``index`` read from disk (no cache): validated, sorted by t."""
+        return self.sample_events(index, self.read_recording(self.recording_of(index)))
+
     def events(self, index: int) -> np.ndarray:
-        """:meth:`load_events`, memoised in memory when ``cache_events`` is set."""
-        if self.cache_events and index in self._event_cache:
-            return self._event_cache[index]
-        ev = sort_events(self.load_events(index))
-        if self.cache_events:
-            self._event_cache[index] = ev
-        return ev
+        """Events of sample ``index`` (:data:`EVENT_DTYPE`, sorted by t), the recording served from the cache."""
+        path = self.recording_of(index)
+        rec = self.cache.get(path)
+        if rec is None:
+            rec = self.read_recording(path)
+            self.cache.put(path, rec)
+        return self.sample_events(index, rec)
+
+    def __getstate__(self) -> dict:
+        # every process (grain worker) starts with an empty cache of the same budget
+        state = self.__dict__.copy()
+        state["cache"] = EventCache(self.cache.budget_bytes)
+        return state
 
     def _check_index(self, index) -> int:
         if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
@@ -175,21 +287,35 @@ class EventFrameDataset:
 
     # -- items ---------------------------------------------------------------------------------
     def frames(self, index: int, *, epoch: int = 0) -> np.ndarray:
-        """Frames of sample ``index``: ``item_shape`` float32 (see the class docstring)."""
+        """Frames of sample ``index``: ``item_shape`` float32 (see the class docstring).
+
+        Raises:
+          DataFormatError: the sample holds no events (or, official test rule, events at one timestamp only),
+            naming its file; a corrupt file (from the reader).
+        """
         index = self._check_index(index)
         ev = self.events(index)
-        what = f"{self.name} {self.split} sample {index}"
+        what = self.sample_name(index)
         if ev.shape[0] == 0:
-            return np.zeros(self.item_shape, np.float32)
-        t_first, t_last = int(ev["t"][0]), int(ev["t"][-1])
+            raise DataFormatError(f"{what}: the sample holds no events")
         if self.split == "train":
             rng = np.random.default_rng([self.seed, int(epoch), index]) if self.random_window else None
-            start = train_window_start(t_first, t_last, T=self.T, dt_us=self.dt_us, rng=rng)
-            return events_to_frames(ev, self.sensor_size, T=self.T, dt_us=self.dt_us, ds=self.ds,
-                                    t_start_us=start, what=what)
-        starts = spread_window_starts(t_first, t_last, T=self.T, dt_us=self.dt_us, n=self.n_test_windows)
-        return frames_for_windows(ev, self.sensor_size, starts, T=self.T, dt_us=self.dt_us,
-                                  ds=self.ds, what=what)
+            start = train_window_start(int(ev["t"][0]), int(ev["t"][-1]), T=self.T, dt_us=self.dt_us, rng=rng,
+                                       include_high=self.include_high)
+            return frames_train_window(ev, self.sensor_size, start, T=self.T, dt_us=self.dt_us, ds=self.ds,
+                                       rule=self.window_rule, what=what)
+        return frames_test_windows(ev, self.sensor_size, T=self.T, dt_us=self.dt_us, n=self.n_test_windows,
+                                   ds=self.ds, rule=self.window_rule, what=what)
+
+    def check_sample(self, index: int, recording: np.ndarray) -> str | None:
+        """The problem of sample ``index`` (given its parsed recording) that :meth:`frames` would raise, or None."""
+        ev = self.sample_events(index, recording)
+        if ev.shape[0] == 0:
+            return f"{self.sample_name(index)}: the sample holds no events"
+        if self.split == "test" and self.window_rule == "official" and ev["t"][0] == ev["t"][-1]:
+            return (f"{self.sample_name(index)}: all events share one timestamp; the official test windows would "
+                    "hold none")
+        return None
 
     def get(self, index: int, *, epoch: int = 0) -> dict:
         """Item ``{'frames': item_shape float32, 'label': int32 scalar}`` for ``(index, epoch)``.
@@ -291,7 +417,16 @@ class DigitsDVS(EventFrameDataset):
         emulate_dvs_batch(np.zeros((1, 2, 2), np.float32), **dict(self._emu_key))
 
     def load_events(self, index: int) -> np.ndarray:
+        """Emulated events of sample ``index`` (sorted by t)."""
         return _digits_events(self._emu_key)[int(self.indices[index])]
+
+    def events(self, index: int) -> np.ndarray:
+        """Same as :meth:`load_events` (the emulated events are cached per process already)."""
+        return self.load_events(index)
+
+    def recording_of(self, index: int) -> str:
+        """A name for sample ``index`` in messages: ``'digits_dvs image <k>'`` (k indexes ``load_digits()``)."""
+        return f"digits_dvs image {int(self.indices[index])}"
 
     def _all_frames(self) -> np.ndarray:
         key = (self._emu_key, self.T, self.dt_us, self.ds)
@@ -318,7 +453,7 @@ class DigitsDVS(EventFrameDataset):
     def __getstate__(self) -> dict:
         # Ship the frames with the object (about 29 MB for the defaults) so that grain worker
         # processes do not emulate the whole digits set again.
-        state = self.__dict__.copy()
+        state = super().__getstate__()
         state["_frames_payload"] = self._all_frames()
         return state
 
@@ -329,6 +464,7 @@ class DigitsDVS(EventFrameDataset):
             _DIGITS_FRAMES.setdefault((self._emu_key, self.T, self.dt_us, self.ds), payload)
 
     def frames(self, index: int, *, epoch: int = 0) -> np.ndarray:
+        """The emulated frames of sample ``index``: ``(T, H, W, 2)`` (train) or ``(n, T, H, W, 2)`` (test) float32."""
         index = self._check_index(index)
         fr = self._all_frames()[int(self.indices[index])]
         if self.split == "train":
@@ -338,306 +474,6 @@ class DigitsDVS(EventFrameDataset):
 
 # ============================================================================================
 # DVS128 Gesture
-
-
-def _listdir_sorted(path: str) -> list[str]:
-    return sorted(os.listdir(path))
-
-
-@functools.lru_cache(maxsize=2)
-def _cached_aedat31(path: str) -> np.ndarray:
-    return sort_events(read_aedat31(path))
-
-
-class DVSGestureDataset(EventFrameDataset):
-    """IBM DVS128 Gesture (11 classes, 128x128) from local files, in one of two layouts.
-
-    * ``layout='ibm'`` (the original ``DvsGesture`` folder; official MA-SNN and SpikingJelly
-      split): files listed in ``trials_to_train.txt`` / ``trials_to_test.txt``; one sample per
-      row of ``userXX_<lighting>_labels.csv``: the events with ``start <= t < end`` of that
-      AEDAT 3.1 recording, label = class - 1. 1,176 train / 288 test samples for the full
-      dataset. Parsed recordings are cached by path (the 2 most recent files per process; a
-      file changed on disk during the run is not re-read); ``cache_events`` keeps every
-      sample's events in memory.
-    * ``layout='tonic'``: tonic's pre-cut ``.npy`` files (timestamps in ms; 1,077 / 264
-      samples), sorted by folder then label.
-
-    ``layout='auto'`` picks 'ibm' when a ``trials_to_train.txt`` is found, else 'tonic' (when neither is
-    there, the error describes both layouts). Every recording file of the split is checked up front (one
-    ``os.stat`` each: exists, regular, not empty); contents are checked when first read.
-    Official defaults: T = 60, dt = 25 ms, ds = 4 (frames 60x32x32x2), random training windows,
-    10 test windows.
-
-    Raises:
-      ValueError: ``root`` is None or the layout name is unknown.
-      DatasetNotFoundError: missing folder / no samples (message names the path and layout).
-      FileNotFoundError, DataFormatError: a listed file is missing or empty (when the dataset is built) or
-        corrupt (when read; names it).
-    """
-
-    def __init__(self, root: str | None, split: str = "train", *, layout: str = "auto", T: int = 60,
-                 dt_ms: float = 25.0, ds: int = 4, n_test_windows: int = 10, seed: int = 0,
-                 random_window: bool = True, cache_events: bool = False):
-        root = _require_root(root, "dvs_gesture")
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-        if layout not in ("auto", "ibm", "tonic"):
-            raise ValueError(f"config.data.gesture_layout must be 'tonic', 'ibm' or 'auto', got {layout!r}")
-        if layout == "auto":
-            layout = "ibm" if _find_ibm_root(root) is not None else "tonic"
-            if layout == "tonic":
-                try:
-                    self._samples, labels = self._index_tonic(root, split)
-                except DatasetNotFoundError as e:
-                    tonic = str(e).split(". Expected ", 1)[0].replace("DVS Gesture (tonic layout): ", "")
-                    raise DatasetNotFoundError(
-                        f"DVS Gesture (gesture_layout='auto'): {root} holds neither layout: no trials_to_train.txt "
-                        f"in {root} or {os.path.join(root, 'DvsGesture')} (IBM layout), and {tonic} (tonic layout). "
-                        f"Expected either the {IBM_GESTURE_LAYOUT}; or the {TONIC_GESTURE_LAYOUT}"
-                    ) from None
-            else:
-                self._samples, labels = self._index_ibm(root, split)
-        elif layout == "ibm":
-            self._samples, labels = self._index_ibm(root, split)
-        else:
-            self._samples, labels = self._index_tonic(root, split)
-        self.layout = layout
-        self.root = root
-        super().__init__(name="dvs_gesture", split=split, num_classes=11, sensor_size=(128, 128),
-                         T=T, dt_us=_ms_to_us(dt_ms, "dt_ms"), ds=ds, n_test_windows=n_test_windows,
-                         seed=seed, random_window=random_window, labels=labels,
-                         cache_events=cache_events)
-
-    @staticmethod
-    def _index_ibm(root: str, split: str):
-        base = _find_ibm_root(root)
-        if base is None:
-            raise DatasetNotFoundError(
-                f"DVS Gesture (IBM layout): no trials_to_train.txt under {root}. Expected {IBM_GESTURE_LAYOUT}"
-            )
-        trials = read_trial_list(os.path.join(base, f"trials_to_{split}.txt"))
-        samples, labels = [], []
-        for name in trials:
-            aedat = os.path.join(base, name)
-            stem = name[:-6] if name.endswith(".aedat") else name
-            csv = os.path.join(base, stem + "_labels.csv")
-            if not os.path.isfile(aedat):
-                raise FileNotFoundError(
-                    f"DVS Gesture: {aedat} (listed in trials_to_{split}.txt) not found. Expected {IBM_GESTURE_LAYOUT}"
-                )
-            _check_recordings([aedat], "DVS Gesture (IBM layout)", IBM_GESTURE_LAYOUT)
-            for cls, start, end in read_gesture_labels(csv):
-                samples.append((aedat, int(start), int(end)))
-                labels.append(int(cls) - 1)
-        return samples, labels
-
-    @staticmethod
-    def _index_tonic(root: str, split: str):
-        folder = "ibmGestureTrain" if split == "train" else "ibmGestureTest"
-        base = None
-        for cand in (os.path.join(root, "DVSGesture", folder), os.path.join(root, folder)):
-            if os.path.isdir(cand):
-                base = cand
-                break
-        if base is None:
-            raise DatasetNotFoundError(
-                f"DVS Gesture (tonic layout): neither {os.path.join(root, 'DVSGesture', folder)} "
-                f"nor {os.path.join(root, folder)} exists. Expected {TONIC_GESTURE_LAYOUT}"
-            )
-        samples, labels = [], []
-        for sub in _listdir_sorted(base):
-            d = os.path.join(base, sub)
-            if not os.path.isdir(d):
-                continue
-            files = [f for f in os.listdir(d) if f.endswith(".npy")]
-            for f in sorted(files, key=lambda s: (len(s), s)):
-                stem = f[:-4]
-                if not stem.isdigit() or not 0 <= int(stem) <= 10:
-                    raise DataFormatError(
-                        f"DVS Gesture (tonic layout): {os.path.join(d, f)}: file name must be the "
-                        "label 0-10 ('{label}.npy')"
-                    )
-                samples.append(os.path.join(d, f))
-                labels.append(int(stem))
-        if not samples:
-            raise DatasetNotFoundError(
-                f"DVS Gesture (tonic layout): no .npy samples under {base}. Expected {TONIC_GESTURE_LAYOUT}"
-            )
-        _check_recordings(samples, "DVS Gesture (tonic layout)", TONIC_GESTURE_LAYOUT)
-        return samples, labels
-
-    def load_events(self, index: int) -> np.ndarray:
-        s = self._samples[index]
-        if self.layout == "tonic":
-            return read_tonic_gesture_npy(s)
-        path, start, end = s
-        ev = _cached_aedat31(path)
-        t = ev["t"]
-        return ev[np.searchsorted(t, start, "left") : np.searchsorted(t, end, "left")]
-
-
-def _find_ibm_root(root: str) -> str | None:
-    for cand in (root, os.path.join(root, "DvsGesture")):
-        if os.path.isfile(os.path.join(cand, "trials_to_train.txt")):
-            return cand
-    return None
-
-
-# ============================================================================================
-# DVS128 Gait
-
-
-class DVSGaitDataset(EventFrameDataset):
-    """DVS128 Gait-Day / Gait-Night (21 subjects = classes, 128x128) from text files.
-
-    Layout: ``<root>/<split>/<subject>/*.txt`` (one event ``t x y p`` per line, t in µs), the
-    subject folder name being the class 0-20 (as the official loader: ``int(dir)``); ``root`` may
-    instead contain ``DVS128-Gait-Day`` / ``DVS128-Gait-Night`` (or ``day`` / ``night``), chosen
-    by ``lighting``. Files are sorted by subject then name. Official defaults (``MA_SNN/DVSGait``
-    config): T = 8, dt = 500 ms, ds = 1 (frames 8x128x128x2), the first window for training
-    (``is_train_Enhanced=False``) and 1 test window.
-
-    Raises:
-      ValueError: ``root`` None, bad ``lighting``. DatasetNotFoundError: missing split folder
-      or no ``.txt`` files (names the path and layout). DataFormatError: a subject folder name
-      that is not an integer 0-20 or an empty recording (when built; every file is stat'ed), or a
-      corrupt file (when read).
-    """
-
-    NUM_CLASSES = 21
-
-    def __init__(self, root: str | None, split: str = "train", *, lighting: str = "day", T: int = 8,
-                 dt_ms: float = 500.0, ds: int = 1, n_test_windows: int = 1, seed: int = 0,
-                 random_window: bool = False, cache_events: bool = False):
-        root = _require_root(root, "dvs_gait")
-        if lighting not in ("day", "night"):
-            raise ValueError(f"config.data.gait_lighting must be 'day' or 'night', got {lighting!r}")
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-        base = root
-        if not os.path.isdir(os.path.join(root, split)):
-            names = {"day": ("DVS128-Gait-Day", "DVS128_Gait_Day", "day", "Day"),
-                     "night": ("DVS128-Gait-Night", "DVS128_Gait_Night", "night", "Night")}[lighting]
-            for n in names:
-                if os.path.isdir(os.path.join(root, n, split)):
-                    base = os.path.join(root, n)
-                    break
-        split_dir = os.path.join(base, split)
-        if not os.path.isdir(split_dir):
-            raise DatasetNotFoundError(f"DVS128 Gait: split folder {split_dir} not found. Expected {GAIT_LAYOUT}")
-        files, labels = [], []
-        for sub in _listdir_sorted(split_dir):
-            d = os.path.join(split_dir, sub)
-            if not os.path.isdir(d):
-                continue
-            if not re.fullmatch(r"\d+", sub) or not 0 <= int(sub) < self.NUM_CLASSES:
-                raise DataFormatError(
-                    f"DVS128 Gait: subject folder {d} must be named by its class, an integer 0-20"
-                )
-            for f in sorted(os.listdir(d)):
-                if f.endswith(".txt"):
-                    files.append(os.path.join(d, f))
-                    labels.append(int(sub))
-        if not files:
-            raise DatasetNotFoundError(f"DVS128 Gait: no .txt recordings under {split_dir}. Expected {GAIT_LAYOUT}")
-        _check_recordings(files, "DVS128 Gait", GAIT_LAYOUT)
-        self._files = files
-        self.root = base
-        self.lighting = lighting
-        super().__init__(name="dvs_gait", split=split, num_classes=self.NUM_CLASSES,
-                         sensor_size=(128, 128), T=T, dt_us=_ms_to_us(dt_ms, "dt_ms"), ds=ds,
-                         n_test_windows=n_test_windows, seed=seed, random_window=random_window,
-                         labels=labels, cache_events=cache_events)
-
-    def load_events(self, index: int) -> np.ndarray:
-        return read_gait_txt(self._files[index])
-
-
-# ============================================================================================
-# CIFAR10-DVS
-
-
-def _trailing_int(name: str) -> int | None:
-    m = re.search(r"(\d+)$", os.path.splitext(name)[0])
-    return int(m.group(1)) if m else None
-
-
-class CIFAR10DVSDataset(EventFrameDataset):
-    """CIFAR10-DVS (10 classes, 128x128) from local files.
-
-    Layouts (``layout='auto'`` picks by the files found):
-
-    * ``'mat'`` (official MA-SNN): ``<root>/<class>/<k>.mat`` with an ``(N, 6)`` variable ``out``
-      (columns t µs, -, -, x, y, p; :func:`~masnn_jax.data.events.readers.read_cifar10dvs_mat`);
-    * ``'aedat'`` (original release): ``<root>/<class>/cifar10_<class>_<k>.aedat`` (AEDAT 2.0).
-
-    ``<class>`` is one of airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck
-    (label = index in that list; the official code uses ``os.listdir`` order). Per class, files
-    are sorted by k and the first ``floor(train_fraction * n)`` are train, the rest test (the
-    official split: 900 / 100 per class, 9,000 / 1,000 in all). Official defaults: T = 20,
-    dt = 10 ms, ds = 1, random training windows, 10 test windows.
-
-    Raises:
-      ValueError: ``root`` None, bad layout/fraction. DatasetNotFoundError: missing root, a
-      class folder missing, or no sample files (names the path and layout). DataFormatError: an empty
-      recording of the split (when built; every file is stat'ed) or a corrupt one (when read).
-    """
-
-    def __init__(self, root: str | None, split: str = "train", *, layout: str = "auto",
-                 train_fraction: float = 0.9, T: int = 20, dt_ms: float = 10.0, ds: int = 1,
-                 n_test_windows: int = 10, seed: int = 0, random_window: bool = True,
-                 cache_events: bool = False):
-        root = _require_root(root, "cifar10_dvs")
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-        if layout not in ("auto", "mat", "aedat"):
-            raise ValueError(f"config.data.cifar_layout must be 'mat', 'aedat' or 'auto', got {layout!r}")
-        if not 0.0 < float(train_fraction) < 1.0:
-            raise ValueError(f"config.data.cifar_train_fraction must be in (0, 1), got {train_fraction!r}")
-        if not os.path.isdir(root):
-            raise DatasetNotFoundError(f"CIFAR10-DVS: root {root} not found. Expected {CIFAR10DVS_LAYOUT}")
-        missing = [c for c in CIFAR10_CLASSES if not os.path.isdir(os.path.join(root, c))]
-        if missing:
-            raise DatasetNotFoundError(
-                f"CIFAR10-DVS: class folder(s) {missing} missing under {root}. Expected {CIFAR10DVS_LAYOUT}"
-            )
-        if layout == "auto":
-            first = os.listdir(os.path.join(root, CIFAR10_CLASSES[0]))
-            layout = "aedat" if any(f.endswith(".aedat") for f in first) and not any(
-                f.endswith(".mat") for f in first) else "mat"
-        ext = ".mat" if layout == "mat" else ".aedat"
-        files, labels = [], []
-        for label, cls in enumerate(CIFAR10_CLASSES):
-            d = os.path.join(root, cls)
-            found = [(k, f) for f in os.listdir(d) if f.endswith(ext)
-                     for k in [_trailing_int(f)] if k is not None]
-            if not found:
-                raise DatasetNotFoundError(
-                    f"CIFAR10-DVS ({layout} layout): no '*{ext}' files in {d}. Expected {CIFAR10DVS_LAYOUT}"
-                )
-            found.sort()
-            n_train = int(np.floor(float(train_fraction) * len(found)))
-            part = found[:n_train] if split == "train" else found[n_train:]
-            files += [os.path.join(d, f) for _, f in part]
-            labels += [label] * len(part)
-        if not files:
-            raise DatasetNotFoundError(f"CIFAR10-DVS: the {split} split of {root} is empty (train_fraction={train_fraction})")
-        _check_recordings(files, f"CIFAR10-DVS ({layout} layout)", CIFAR10DVS_LAYOUT)
-        self._files = files
-        self.layout = layout
-        self.root = root
-        super().__init__(name="cifar10_dvs", split=split, num_classes=10, sensor_size=(128, 128),
-                         T=T, dt_us=_ms_to_us(dt_ms, "dt_ms"), ds=ds, n_test_windows=n_test_windows,
-                         seed=seed, random_window=random_window, labels=labels,
-                         cache_events=cache_events)
-
-    def load_events(self, index: int) -> np.ndarray:
-        f = self._files[index]
-        return read_cifar10dvs_mat(f) if self.layout == "mat" else read_aedat2_dvs128(f)
-
-
-# ============================================================================================
-# helpers
 
 
 def _ms_to_us(dt_ms, key: str) -> int:

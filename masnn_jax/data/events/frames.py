@@ -12,32 +12,56 @@ Official source: ``MA_SNN/DVSGestures/DVS_gesture_data_process/events_timeslices
 * Test: ``clip`` (here ``n``) windows spread over the recording; a sample counts as correct
   when more than half of its windows are.
 
-Differences from the official code, on purpose:
+Window rules (``window_rule``, :data:`WINDOW_RULES`):
 
-* layout ``(T, H, W, 2)`` (channels-last, H indexes y, W indexes x). The official stacks are
-  ``(T, 2, x, y)``, i.e. transposed in space: a model trained on one layout is not
-  interchangeable with the other without a transpose.
-* bins start at the window start (the official code re-zeroes the time at the first event
-  inside the window, a shift of at most the gap before that event).
-* the random training window comes from ``np.random.default_rng([seed, epoch, index])``
-  (reproducible; the official code uses the global NumPy RNG).
-* recordings shorter than ``T*dt`` give trailing empty frames (the official ``np.random.randint``
-  would raise for them in training).
+* ``'official'`` (default) reproduces the official files bit for bit (given the same window start):
+
+  - training window ``[s, s + T*dt)``: its bins start at the **first event inside the window**
+    (``sample_train`` re-zeroes the time at ``tmad[0, 0]`` and ``my_chunk_evs_pol_dvs`` starts
+    its bins at ``data[0][0]``); a window without events gives all-zero frames;
+  - test windows (``sample_test``): the events at the recording's **last timestamp are dropped**
+    (``get_tmad_slice(times, addrs, tbegin, tend - tbegin)`` keeps ``t < tend``); with ``L`` the
+    last remaining timestamp minus the first, window ``j`` starts at the spread offset and is
+    moved back to end at ``L`` when it would end later, **without** being clamped at 0; each
+    window holds the kept events in ``[start, start + T*dt)`` and its bins start at its first
+    event. Recordings shorter than ``T*dt`` therefore give ``n`` identical windows that lack
+    the events at the last two timestamps;
+  - non-random training windows start at the first event (Gait's ``tbegin``).
+* ``'masnn'`` (the earlier masnn-jax placement): bins start at the window start; test windows
+  spread over ``[t_first, t_last]`` (last timestamp kept), clamped to start at ``t_first``.
+  It keeps every event of short recordings and puts an event's bin at a fixed offset from
+  the window start (the official re-zeroing shifts every bin by the gap before the first
+  event, so an identical gesture framed twice can land in different bins). Use it when you do
+  not need parity with the official numbers.
+
+Both rules draw the random training start uniformly from ``[t_first, t_last - T*dt)``
+(``np.random.randint(tbegin, tend)``; Gait's ``random.randint`` includes ``tend``); when the
+recording is not longer than the window (the official code raises there) the start is
+``t_first``. The draw comes from ``np.random.default_rng([seed, epoch, index])`` (reproducible;
+the official code uses the global RNG). Layout ``(T, H, W, 2)`` (channels-last, H indexes y,
+W indexes x); the official stacks are ``(T, 2, x, y)``, transposed in space.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from masnn_jax.data.events.core import check_events, polarity_to_index
+from masnn_jax.data.events.core import DataFormatError, check_events, polarity_to_index
 
 __all__ = [
+    "WINDOW_RULES",
     "events_to_frames",
     "train_window_start",
     "spread_window_starts",
+    "official_window_starts",
     "frames_for_windows",
+    "frames_train_window",
+    "frames_test_windows",
     "vote_correct",
 ]
+
+#: ``config.data.window_rule`` values: 'official' (default, the official files' placement) | 'masnn'.
+WINDOW_RULES = ("official", "masnn")
 
 
 def _check_sensor_size(sensor_size) -> tuple[int, int]:
@@ -135,14 +159,15 @@ def events_to_frames(
 
 
 def train_window_start(t_first: int, t_last: int, *, T: int, dt_us: int,
-                       rng: np.random.Generator | None) -> int:
+                       rng: np.random.Generator | None, include_high: bool = False) -> int:
     """Start (µs) of a training window of ``T*dt_us``.
 
     With ``rng``: uniform integer in ``[t_first, t_last - T*dt_us)`` (the official
-    ``np.random.randint(tbegin, tend)``); when the recording is not longer than the window,
+    ``np.random.randint(tbegin, tend)`` of Gesture / CIFAR10-DVS), or ``[t_first, t_last - T*dt_us]`` with
+    ``include_high`` (Gait's ``random.randint``); when that range is empty (the official code raises),
     ``t_first``. Without ``rng``: ``t_first`` (official ``is_train_Enhanced=False``).
     """
-    hi = int(t_last) - T * dt_us
+    hi = int(t_last) - T * dt_us + (1 if include_high else 0)
     if rng is None or hi <= t_first:
         return int(t_first)
     return int(rng.integers(int(t_first), hi))
@@ -161,16 +186,88 @@ def spread_window_starts(t_first: int, t_last: int, *, T: int, dt_us: int, n: in
     Returns:
       ``(n,)`` int64 absolute start times in µs.
     """
-    n = _check_positive_int("n", n)
-    w = T * dt_us
-    length = int(t_last) - int(t_first)
+    return np.maximum(_spread_offsets(int(t_last) - int(t_first), T * dt_us, _check_positive_int("n", n)), 0) \
+        + int(t_first)
+
+
+def _spread_offsets(length: int, w: int, n: int) -> np.ndarray:
     if n * w - length > 0:
         step = w - int(np.floor((n * w - length) / n))
     else:
         step = w + int(np.floor((length - n * w) / n))
     starts = np.arange(n, dtype=np.int64) * step
-    starts = np.where(starts + w > length, length - w, starts)
-    return np.maximum(starts, 0) + int(t_first)
+    return np.where(starts + w > length, length - w, starts)
+
+
+def official_window_starts(t_first: int, t_end: int, *, T: int, dt_us: int, n: int) -> np.ndarray:
+    """Starts (µs) of the official ``sample_test`` windows: the spread of :func:`spread_window_starts` over
+    ``[t_first, t_end]`` without the clamp at ``t_first`` (a window of a recording shorter than ``T*dt_us`` starts
+    before ``t_first`` and ends at ``t_end``). ``t_end`` is the last timestamp the official code keeps, i.e. the
+    last one *before* the recording's final timestamp.
+
+    Returns:
+      ``(n,)`` int64 absolute start times in µs (may be < ``t_first``).
+    """
+    return _spread_offsets(int(t_end) - int(t_first), T * dt_us, _check_positive_int("n", n)) + int(t_first)
+
+
+def _window(events: np.ndarray, start: int, w: int, t: np.ndarray | None = None) -> np.ndarray:
+    t = np.ascontiguousarray(events["t"]) if t is None else t  # searchsorted copies a strided field each call
+    return events[np.searchsorted(t, start, "left"):np.searchsorted(t, start + w, "left")]
+
+
+def frames_train_window(events: np.ndarray, sensor_size: tuple[int, int], start: int, *, T: int, dt_us: int,
+                        ds: int = 1, rule: str = "official", what: str = "events", _t=None) -> np.ndarray:
+    """Frames ``(T, H // ds, W // ds, 2)`` float32 of the training window ``[start, start + T*dt_us)``.
+
+    ``events`` must be sorted by t. ``rule='official'``: bins start at the first event inside the window (all
+    zeros when it holds none), as ``sample_train`` + ``my_chunk_evs_pol_dvs`` in the official
+    ``MA_SNN/*/*_data_process/`` files; ``'masnn'``: bins start at ``start``.
+
+    Raises:
+      ValueError: unknown ``rule``; as :func:`events_to_frames`.
+    """
+    _check_rule(rule)
+    if rule == "masnn":
+        return events_to_frames(events, sensor_size, T=T, dt_us=dt_us, ds=ds, t_start_us=int(start), what=what)
+    win = _window(events, int(start), T * dt_us, _t)
+    return events_to_frames(win, sensor_size, T=T, dt_us=dt_us, ds=ds,
+                            t_start_us=int(win["t"][0]) if win.shape[0] else int(start), what=what)
+
+
+def frames_test_windows(events: np.ndarray, sensor_size: tuple[int, int], *, T: int, dt_us: int, n: int, ds: int = 1,
+                rule: str = "official", what: str = "events") -> np.ndarray:
+    """Frames ``(n, T, H // ds, W // ds, 2)`` float32 of the ``n`` test windows of a recording (sorted by t).
+
+    ``rule='official'`` (``sample_test`` of the official loaders): drop the events at the last timestamp, place
+    the windows with :func:`official_window_starts`, bin each window from its first event. ``'masnn'``:
+    :func:`spread_window_starts` over ``[t_first, t_last]``, bins from each window start.
+
+    Raises:
+      DataFormatError: ``rule='official'`` and every event shares one timestamp (the official code keeps no event
+        and crashes), naming ``what``. ValueError: unknown ``rule``.
+    """
+    _check_rule(rule)
+    t = events["t"]
+    if t.size == 0:
+        raise DataFormatError(f"{what}: no events to frame")
+    if rule == "masnn":
+        starts = spread_window_starts(int(t[0]), int(t[-1]), T=T, dt_us=dt_us, n=n)
+        return frames_for_windows(events, sensor_size, starts, T=T, dt_us=dt_us, ds=ds, what=what)
+    kept = events[: np.searchsorted(t, t[-1], "left")]
+    if kept.shape[0] == 0:
+        raise DataFormatError(
+            f"{what}: all {t.size} events share one timestamp ({int(t[0])} us); the official test windows drop the "
+            "events at the last timestamp and would hold none (window_rule='masnn' keeps them)")
+    starts = official_window_starts(int(kept["t"][0]), int(kept["t"][-1]), T=T, dt_us=dt_us, n=n)
+    kt = np.ascontiguousarray(kept["t"])
+    return np.stack([frames_train_window(kept, sensor_size, int(s), T=T, dt_us=dt_us, ds=ds, rule="official",
+                                         what=what, _t=kt) for s in starts])
+
+
+def _check_rule(rule: str) -> None:
+    if rule not in WINDOW_RULES:
+        raise ValueError(f"config.data.window_rule must be one of {WINDOW_RULES}, got {rule!r}")
 
 
 def frames_for_windows(events: np.ndarray, sensor_size: tuple[int, int], starts, *, T: int,
