@@ -71,7 +71,7 @@ def test_help(script):
 
 @pytest.mark.parametrize("script", ["vs_spikingjelly.py", "scaling.py"])
 @pytest.mark.parametrize("item, message", [
-    ("batch_chunks=0", "config.model.batch_chunks must be an integer >= 1, got 0"),
+    ("batch_chunks=0", "config.model.batch_chunks must be 'auto' or an integer >= 1, got 0"),
     ("nonsense=1", "unknown config.model keys ['nonsense']"),
     ("batch_chunks", "--jax-set expects KEY=VALUE"),
 ])

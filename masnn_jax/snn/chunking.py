@@ -33,8 +33,6 @@ def resolve_batch_chunks(value: Any, platform: str | None = None) -> int:
     Raises:
       ValueError: anything but 'auto' or an integer >= 1 (names ``config.model.batch_chunks``).
     """
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
     if value is None or value == "auto":
         return AUTO_BATCH_CHUNKS.get(platform or jax.default_backend(), 1)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
