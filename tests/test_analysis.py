@@ -16,6 +16,8 @@ from masnn_jax import analysis, models
 from masnn_jax import train as training
 from masnn_jax.analysis import plots
 from masnn_jax.config import base_config
+from masnn_jax.models.registry import OpCount
+from masnn_jax.nn import layers as layers_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -202,24 +204,36 @@ def test_attention_operation_counts_by_hand():
 
 
 def test_run_layers_matches_model_and_bypass(tcsa_model):
+    """run_layers is the model's own forward pass under nnx.capture: same output as model(x), every layer's spikes;
+    bypassing attention = the same conv / BN / linear weights in a network built without attention."""
     model = tcsa_model
     x = jnp.asarray(np.random.default_rng(0).poisson(0.5, (3, 2, 4, 4, 2)).astype(np.float32))
-    run = nnx.jit(analysis.run_layers, static_argnames=("attention", "return_v"))
-    res = run(model, x, return_v=True)
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def run(state, x, attention=True):
+        return analysis.run_layers(nnx.merge(graphdef, state, copy=True), x, attention=attention)
+
+    res = run(state, x)
     np.testing.assert_allclose(res["output"], nnx.jit(lambda m, x: m(x))(model, x), atol=1e-6)
     assert [s.shape for s in res["spikes"]] == [(3, 2, 2, 2, 8), (3, 2, 2)]
-    assert [v.shape for v in res["membranes"]] == [(3, 2, 2, 2, 8), (3, 2, 2)]
-    # bypassing attention = the same conv / BN / linear weights in a network built without attention
+    assert analysis.layer_names(model) == ["conv1", "fc1"]
+    # the caller's model is untouched: recording off, attention on
+    assert all(layer.record == "off" and not layer.attention.bypass for layer in model.spiking_layers)
     plain = models.build(tcsa_config("no").model, rngs=nnx.Rngs(1))
     plain.eval()
     for a, b in zip(plain.spiking_layers, model.spiking_layers):
         for name in ("conv", "linear", "bn"):
             if hasattr(a, name):
                 nnx.update(getattr(a, name), nnx.state(getattr(b, name)))
-    np.testing.assert_allclose(run(model, x, attention=False)["output"], nnx.jit(lambda m, x: m(x))(plain, x),
-                               atol=1e-6)
-    with pytest.raises(ValueError, match="expected input"):
-        analysis.run_layers(model, x[:, :1])
+    bypassed = jax.jit(lambda s, x: analysis.run_layers(nnx.merge(graphdef, s, copy=True), x, attention=False))
+    np.testing.assert_allclose(bypassed(state, x)["output"], nnx.jit(lambda m, x: m(x))(plain, x), atol=1e-6)
+    stats = analysis.collect_activity(model, [x], attention=False)
+    ref = analysis.collect_activity(plain, [x])
+    np.testing.assert_allclose(stats.spikes_t[0], ref.spikes_t[0])
+    assert not any(layer.attention.bypass for layer in model.spiking_layers)
+    with pytest.raises(ValueError, match="expects"):
+        analysis.run_layers(nnx.clone(model), x[:, :1])
 
 
 def test_gradient_norms_agree_with_jax_grad(tcsa_model):
@@ -257,6 +271,118 @@ def test_gradient_norms_agree_with_jax_grad(tcsa_model):
     assert model.convs[0].bn.use_running_average  # the caller's model stays in eval mode
 
 
+# --------------------------------------------------------------------------- another family: a scanned stack
+
+
+class _Block(nnx.Module):
+    """Linear 4->4 -> a spike (straight-through gradient), recording like every spiking layer."""
+
+    def __init__(self, rngs):
+        self.lin = nnx.Linear(4, 4, rngs=rngs)
+        self.record = "off"
+
+    def __call__(self, x):
+        h = jnp.tanh(self.lin(x))
+        s = h + jax.lax.stop_gradient((h > 0).astype(h.dtype) - h)
+        layers_lib.record_activity(self, s)
+        return s
+
+
+class ScanNet(nnx.Module):
+    """A model of no registered family: three blocks stacked with a leading block axis and run by nnx.scan, then
+    an unrecorded linear head. Frames (B, T=2, 4)."""
+
+    input_kind, input_shape, T, num_classes, dtype = "frames", (4,), 2, 2, None
+
+    def __init__(self, rngs):
+        @nnx.split_rngs(splits=3)
+        @nnx.vmap(in_axes=(0,), out_axes=0)
+        def make(rngs):
+            return _Block(rngs)
+
+        self.blocks = make(rngs)
+        self.head = nnx.Linear(4, 2, rngs=rngs)
+
+    def __call__(self, x):
+        @nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry)
+        def step(block, x):
+            return block(x)
+
+        return self.head(step(self.blocks, x)).mean(axis=1)
+
+    def operation_counts(self):
+        ops = [OpCount(f"blocks[{i}]", 16, "input" if i == 0 else f"blocks[{i - 1}]", kind="fc", output_shape=(4,))
+               for i in range(3)]
+        return ops + [OpCount("head", 8, "blocks[2]", layer="", kind="fc", output_shape=(2,))]
+
+
+def _scan_reference(net, x):
+    """Each block's spikes computed by hand from the stacked kernels."""
+    k, b = np.asarray(net.blocks.lin.kernel[...]), np.asarray(net.blocks.lin.bias[...])
+    out = []
+    for i in range(3):
+        x = (np.tanh(x @ k[i] + b[i]) > 0).astype(np.float32)
+        out.append(x)
+    return out
+
+
+def test_scanned_stack_of_another_family():
+    net = ScanNet(nnx.Rngs(3))
+    x = np.random.default_rng(4).normal(size=(5, 2, 4)).astype(np.float32)
+    x[0, 0, :2] = 0.0  # two zero input elements
+    y = np.array([0, 1, 0, 1, 1])
+    names = ["blocks[0]", "blocks[1]", "blocks[2]"]
+    assert analysis.layer_names(net) == names
+    stats = analysis.collect_activity(net, [{"frames": x, "label": y}])
+    ref = _scan_reference(net, x)
+    assert stats.names == names and stats.neurons == [4, 4, 4] and stats.samples == 5
+    for i in range(3):
+        np.testing.assert_allclose(stats.spikes_t[i], ref[i].sum((0, 2)))
+        np.testing.assert_allclose(stats.sample_spikes[:, i], ref[i].sum((1, 2)))
+    assert stats.input_rate == pytest.approx(1 - 2 / x.size)
+    # the training firing rate reads the same 'activity' records (leading block axis)
+    layers_lib.set_recording(net, "activity")
+    _, inter = nnx.capture(net, nnx.Intermediate)(jnp.asarray(x))
+    layers_lib.set_recording(net, "off")
+    assert float(training.network_firing_rate(inter)) == pytest.approx(stats.network_firing_rate)
+
+    # energy from the model's own operation counts: first block on the input (MAC), the others on spikes (AC)
+    ops = analysis.count_operations(net)
+    rows, totals = analysis.energy_report(ops, stats)
+    rates = stats.firing_rate
+    assert rows[0]["op_kind"] == "MAC" and rows[0]["sops"] == pytest.approx(2 * 16 * stats.input_rate)
+    assert rows[1]["op_kind"] == "AC" and rows[1]["sops"] == pytest.approx(2 * 16 * rates[0])
+    assert rows[3]["sops"] == pytest.approx(2 * 8 * rates[2]) and rows[3]["firing_rate"] is None
+    assert totals["energy_pj"] == pytest.approx(4.6 * rows[0]["sops"] + 0.9 * sum(r["sops"] for r in rows[1:]))
+
+    # gradient norms per block of the stack; the head is a parameter group of its own
+    g = analysis.gradient_norms(net, [{"frames": x, "label": y}], loss="cross_entropy", num_batches=1)
+    assert [l["name"] for l in g["layers"]] == names and set(g["other_params"]) == {"head"}
+    graphdef, params, rest = nnx.split(net, nnx.Param, ...)
+
+    def loss(params, x):
+        m = nnx.merge(graphdef, params, rest, copy=True)
+        return training.loss_fn("cross_entropy", m(x), jnp.asarray(y), 2).mean()
+
+    gp, gx = jax.grad(loss, argnums=(0, 1))(params, jnp.asarray(x))
+    total = float(np.sqrt(sum(np.sum(np.square(v)) for v in jax.tree_util.tree_leaves(gp))))
+    blocks = sum(l["param"] ** 2 for l in g["layers"]) + g["other_params"]["head"] ** 2
+    assert np.sqrt(blocks) == pytest.approx(total, rel=1e-4)
+    kernels = np.asarray(gp["blocks"]["lin"]["kernel"][...])
+    for i, l in enumerate(g["layers"]):
+        assert l["weight"] == pytest.approx(float(np.linalg.norm(kernels[i])), rel=1e-4)
+        assert l["attention_param"] is None and l["output"] is not None
+    assert g["input_grad_norm"] == pytest.approx(float(jnp.linalg.norm(gx)), rel=1e-4)
+    assert g["layers"][1]["input"] == pytest.approx(g["layers"][0]["output"])
+
+    # probes: rasters from the recorded spikes; no membrane or attention internals for these layers
+    probed = analysis.probe_responses(net, x, k=3)
+    assert probed["names"] == names and probed["layers"][2]["raster"].shape == (2, 3)
+    np.testing.assert_allclose(probed["layers"][2]["raster"].sum(), ref[2][0].reshape(2, -1)[
+        :, probed["layers"][2]["neurons"]].sum())
+    assert probed["layers"][0]["membrane"] is None and probed["layers"][0]["v_th"] is None
+
+
 def _check_png(path):
     assert os.path.getsize(path) > 1000
     with open(path, "rb") as f:
@@ -278,6 +404,8 @@ def test_figures_are_valid_pngs(tmp_path, tcsa_model):
     assert probed["layers"][0]["raster"].shape == (2, 5) and probed["layers"][1]["raster"].shape == (2, 2)
     assert probed["layers"][0]["ta"].shape == (4, 2) and probed["layers"][0]["ca"].shape == (4, 8)
     assert probed["layers"][0]["sa"].shape == (4, 2, 2) and probed["layers"][1]["ca"] is None
+    assert probed["layers"][0]["membrane"].shape == (2, 5) and probed["layers"][1]["membrane"].shape == (2, 2)
+    assert probed["names"] == ["conv1", "fc1"] and probed["layers"][0]["v_th"] == pytest.approx(0.05)
     grads = analysis.gradient_norms(model, batches)
     layers, _ = analysis.energy_report(analysis.count_operations(model), stats)
     paths = [

@@ -25,6 +25,7 @@ import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from masnn_jax import interop, models  # noqa: E402
+from masnn_jax.models import masnn_event  # noqa: E402
 from masnn_jax.config import base_config  # noqa: E402
 
 nn = torch.nn
@@ -168,7 +169,7 @@ def _config(scheme, T, *, plan=None, arch=None, dtype="float32", c_ratio=4, t_ra
 
 def _plan(config):
     m = config.model
-    plan = dict(models.ARCHITECTURES[m.arch]) if m.arch else {}
+    plan = dict(masnn_event.ARCHITECTURES[m.arch]) if m.arch else {}
     plan.update({k: m[k] for k in ("input_shape", "channels", "pools", "fc", "num_classes") if k in m})
     return plan
 
@@ -712,3 +713,40 @@ def test_command_line_errors_are_one_line(tmp_path):
         assert proc.returncode != 0 and len(errors) == 1, (name, stderr[-3000:])
         assert errors[0].startswith(start) and errors[0].endswith(end), (name, errors[0])
         assert "Usage::" not in stderr and "--helpfull" not in stderr and "Traceback" not in stderr, (name, stderr)
+
+
+# --------------------------------------------------------------------------- dispatch through the model registry
+
+
+def test_dispatch_through_the_registry(monkeypatch):
+    """interop picks the converter module from models.get_family(config.model.name).interop (importlib); no
+    per-family code: a fake family with a fake converter module is dispatched to, one without a converter is
+    refused with one clear error."""
+    import types
+
+    from masnn_jax.models import registry
+
+    config = _config("TCA", 6, plan=SMALL)
+    assert interop.converter(config) is interop.official and interop.converter("masnn") is interop.official
+    fake = types.ModuleType("fake_converter")
+    fake.from_official_torch = lambda sd, config, **kw: ("from", sd, kw)
+    fake.to_official_torch = lambda model, config=None, **kw: ("to", model, config, kw)
+    monkeypatch.setitem(sys.modules, "fake_converter", fake)
+    build = lambda cfg, rngs: None  # noqa: E731
+    monkeypatch.setitem(registry._FAMILIES, "fake", registry.Family("fake", build, (), (), "fake_converter"))
+    monkeypatch.setitem(registry._FAMILIES, "bare", registry.Family("bare", build, (), (), None))
+    monkeypatch.setitem(registry._FAMILIES, "gone", registry.Family("gone", build, (), (), "masnn_jax.interop.nope"))
+    fake_cfg = _config("TCA", 6, plan=SMALL)
+    fake_cfg.model.name = "fake"
+    assert interop.from_official_torch({"w": 1}, fake_cfg, seed=3) == ("from", {"w": 1}, {"seed": 3})
+    assert interop.to_official_torch("m", {"name": "fake"}) == ("to", "m", {"name": "fake"}, {})
+    fake.to_official_torch = lambda model, **kw: ("to", model, kw)  # a converter without a config option
+    assert interop.to_official_torch("m", {"name": "fake"}, prefix="p.") == ("to", "m", {"prefix": "p."})
+    with pytest.raises(ValueError, match=r"model family 'bare' has no official-checkpoint converter.*'masnn'"):
+        interop.from_official_torch({}, {"name": "bare"})
+    with pytest.raises(ValueError, match=r"converter module 'masnn_jax.interop.nope' of model family 'gone' does "
+                                         r"not exist"):
+        interop.to_official_torch(None, {"name": "gone"})
+    # without a config, the family is the one whose module defines the model's class
+    model = interop.from_official_torch(_numpy_sd(config, 1), config)
+    assert list(interop.to_official_torch(model)) == list(interop.official.to_official_torch(model))

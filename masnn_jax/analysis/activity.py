@@ -1,23 +1,22 @@
-"""Spiking activity of an MA-SNN over a dataset, collected in one jit-compiled pass per batch.
+"""Spiking activity of a spiking model over a dataset, collected in one jit-compiled pass per batch.
 
-The network is run layer by layer with :func:`run_layers`, which walks ``model.spiking_layers`` exactly as
-:class:`~masnn_jax.models.masnn_event.MASNN` does (convs, flatten, dense layers, mean over T) but returns every layer's
-spikes. A jitted reduction (:func:`collect_activity`) turns them into small per-batch sums (spikes per layer and
-time step, spikes per neuron, spikes per sample, non-zero input elements), which are accumulated on the host in
-float64. No Python hooks run inside the compiled computation; the layers' own ``record`` /
-``nnx.Intermediate('activity')`` mechanism gives the same per-sample counts (the tests check that).
+The model runs its own forward pass with every spiking layer recording its spikes (``record='spikes'`` and
+``nnx.capture``; :mod:`masnn_jax.analysis.capture`). A jitted reduction (:func:`collect_activity`) turns them into
+small per-batch sums (spikes per layer and time step, spikes per neuron, spikes per sample, non-zero input
+elements), which are accumulated on the host in float64. The per-sample counts are those of the layers' own
+``activity`` record, the quantity training logs.
 
 Conventions (Yao et al., TPAMI 2023, energy evaluation; Horowitz, ISSCC 2014 for the 45 nm energies):
 
 * one *sample* is one inference of ``T`` steps: a test item with ``n`` windows ``(n, T, H, W, C)`` counts as ``n``
   samples;
 * a layer's *neurons* are the elements of one time step of its output (``H'·W'·C`` after pooling for a conv
-  layer, ``N`` for a dense layer);
+  layer, ``N`` for a dense layer); a layer in a scanned stack of blocks counts once per block;
 * firing rate = spikes / (samples · T · neurons); per time step: spikes at t / (samples · neurons);
 * network firing rate = Σ spikes / Σ (samples · T · neurons) over all spiking layers (the neuron-count-weighted
-  mean, the same quantity :func:`masnn_jax.training.network_firing_rate` computes during training);
+  mean, the same quantity :func:`masnn_jax.train.steps.network_firing_rate` computes during training);
 * input firing rate = fraction of non-zero input elements (pixels × polarities × time steps), the "firing rate"
-  of event frames.
+  of event frames (a still image counts once per time step).
 """
 
 from __future__ import annotations
@@ -31,76 +30,44 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from masnn_jax.analysis import capture as capture_lib
+
 __all__ = [
     "layer_names",
-    "layer_forward",
     "run_layers",
     "ActivityStats",
     "collect_activity",
     "iterate_frames",
+    "iterate_inputs",
 ]
 
 
 def layer_names(model: nnx.Module) -> list[str]:
-    """``['conv1', ..., 'fc1', ...]``: one name per spiking layer, in ``model.spiking_layers`` order."""
-    return [f"conv{i + 1}" for i in range(len(model.convs))] + [f"fc{i + 1}" for i in range(len(model.fcs))]
+    """One display name per recorded spiking layer, in forward order (``['conv1', ..., 'fc1', ...]`` for MA-SNN;
+    see :func:`masnn_jax.analysis.capture.recorded_layers`)."""
+    return [layer.name for layer in capture_lib.recorded_layers(model)]
 
 
-def layer_forward(layer: nnx.Module, x: jax.Array, *, attention: bool = True, return_v: bool = False):
-    """One spiking layer, with its attention module (``layer(x)``) or with the attention bypassed
-    (pre-activation fed straight to the neuron: no TA/CA/SA gates and no official trailing ReLU)."""
-    if attention:
-        return layer(x, return_v=return_v)
-    return layer.neuron(layer.preactivation(x), return_v=return_v)
+def run_layers(model: nnx.Module, x: jax.Array, *, attention: bool = True) -> dict[str, Any]:
+    """The model's own forward pass with every layer's output (a thin wrapper over ``nnx.capture``).
 
-
-def run_layers(
-    model: nnx.Module,
-    frames: jax.Array,
-    *,
-    attention: bool = True,
-    return_v: bool = False,
-    deltas: list[jax.Array] | None = None,
-) -> dict[str, Any]:
-    """Runs an MA-SNN layer by layer and returns every layer's output.
+    Mutates the recording attributes of ``model``; call it on a copy (e.g. inside ``nnx.jit``, or on
+    ``nnx.merge(graphdef, state, copy=True)``).
 
     Args:
-      model: a :class:`~masnn_jax.models.masnn_event.MASNN` (``convs``, ``fcs``, ``input_shape``, ``T``, ``dtype``).
-      frames: ``(B, T, H, W, C)``.
-      attention: False bypasses every layer's attention module (see :func:`layer_forward`).
-      return_v: also return each layer's membrane trace (the potential each step fired on).
-      deltas: optional additive perturbations ``[d_in, d_1, ..., d_L]`` on the input and on every layer's output
-        (zeros for the gradient-norm analysis: the gradient w.r.t. ``d_l`` is the gradient w.r.t. that activation).
+      model: a :class:`~masnn_jax.models.registry.SpikingModel`.
+      x: its input, ``(B, T, H, W, C)`` frames or ``(B, H, W, C)`` images (float).
+      attention: False bypasses every attention block (:func:`masnn_jax.analysis.capture.set_attention_bypass`).
     Returns:
-      ``{'output': (B, classes) mean over T of the last layer, 'spikes': [per layer (B, T, ...)],
-      'membranes': [per layer (B, T, ...)] (empty unless return_v), 'input': the (cast, perturbed) input}``.
-      With ``attention=True`` and no deltas, ``output`` equals ``model(frames)``.
+      ``{'output': model(x) (B, classes), 'spikes': [per recorded layer (B, T, ...)]}``, layers in the order of
+      :func:`layer_names` (arrays only, so it can be returned from ``jax.jit``).
     Raises:
-      ValueError: input of the wrong shape.
+      ValueError: from the model (input of the wrong shape).
     """
-    if frames.ndim != 5 or tuple(frames.shape[2:]) != tuple(model.input_shape) or frames.shape[1] != model.T:
-        raise ValueError(
-            f"expected input (B, T={model.T}, H, W, C={tuple(model.input_shape)}) channels-last, got shape "
-            f"{tuple(frames.shape)}"
-        )
-    x = frames if model.dtype is None else frames.astype(model.dtype)
-    if deltas is not None:
-        x = x + deltas[0]
-    first = x
-    n_conv = len(model.convs)
-    spikes, membranes = [], []
-    for i, layer in enumerate(model.spiking_layers):
-        if i == n_conv:
-            x = x.reshape(x.shape[0], x.shape[1], -1)
-        out = layer_forward(layer, x, attention=attention, return_v=return_v)
-        if return_v:
-            out, v = out
-            membranes.append(v)
-        if deltas is not None:
-            out = out + deltas[i + 1]
-        spikes.append(out)
-        x = out
-    return {"output": x.mean(axis=1), "spikes": spikes, "membranes": membranes, "input": first}
+    layers = capture_lib.recorded_layers(model, jax.ShapeDtypeStruct(x.shape, x.dtype))
+    out, inter = capture_lib.forward(model, x, record="spikes", bypass=not attention)
+    spikes = capture_lib.layer_values(capture_lib.flat_captures(inter), layers, "spikes")
+    return {"output": out, "spikes": spikes}
 
 
 @dataclasses.dataclass
@@ -116,6 +83,7 @@ class ActivityStats:
       neuron_spikes: per layer, spikes per neuron (one step's shape), summed over samples and time.
       sample_spikes: ``(samples, layers)`` spikes per sample and layer.
       correct: correctly classified samples (argmax of the output), or None without labels.
+      paths: per layer, its module path with the block index (``'convs.0'``, ``'stage3.blocks[1]'``).
     """
 
     names: list[str]
@@ -130,6 +98,7 @@ class ActivityStats:
     neuron_spikes: list[np.ndarray]
     sample_spikes: np.ndarray
     correct: float | None = None
+    paths: list[str] | None = None
 
     @property
     def input_rate(self) -> float:
@@ -177,25 +146,41 @@ class ActivityStats:
         return rate.mean(axis=-1) if rate.ndim == 3 else rate
 
 
+def iterate_inputs(
+    batches: Iterable[Any], num_batches: int | None = None, *, key: str = "frames", sample_ndim: int = 4
+) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """Yields ``(inputs (B, ...), labels (B,) or None)`` from an iterable of loader batches (``{key, 'label'}``
+    dicts; test items with windows ``(B, n, ...)`` — rank ``sample_ndim + 2`` — are flattened to ``B·n`` samples
+    whose labels are repeated) or bare arrays; stops after ``num_batches`` (None or <= 0: all).
+
+    Raises:
+      KeyError: a dict batch without ``key``.
+    """
+    for i, batch in enumerate(batches):
+        if num_batches is not None and num_batches > 0 and i >= num_batches:
+            return
+        if isinstance(batch, dict):
+            if key not in batch:
+                raise KeyError(f"batch has no {key!r} entry (keys: {sorted(batch)})")
+            x, labels = np.asarray(batch[key]), batch.get("label")
+        else:
+            x, labels = np.asarray(batch), None
+        labels = None if labels is None else np.asarray(labels, np.int32)
+        if x.ndim == sample_ndim + 2:
+            n = x.shape[1]
+            x = x.reshape((-1,) + x.shape[2:])
+            labels = None if labels is None else np.repeat(labels, n)
+        yield x, labels
+
+
 def iterate_frames(
     batches: Iterable[Any], num_batches: int | None = None
 ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """Yields ``(frames (B, T, H, W, C), labels (B,) or None)`` from an iterable of loader batches
     (``{'frames', 'label'}`` dicts, test items with windows ``(B, n, T, ...)`` flattened to ``B·n`` samples whose
-    labels are repeated) or bare frame arrays; stops after ``num_batches`` (None or <= 0: all)."""
-    for i, batch in enumerate(batches):
-        if num_batches is not None and num_batches > 0 and i >= num_batches:
-            return
-        if isinstance(batch, dict):
-            frames, labels = np.asarray(batch["frames"]), batch.get("label")
-        else:
-            frames, labels = np.asarray(batch), None
-        labels = None if labels is None else np.asarray(labels, np.int32)
-        if frames.ndim == 6:
-            n = frames.shape[1]
-            frames = frames.reshape((-1,) + frames.shape[2:])
-            labels = None if labels is None else np.repeat(labels, n)
-        yield frames, labels
+    labels are repeated) or bare frame arrays; stops after ``num_batches`` (None or <= 0: all). See
+    :func:`iterate_inputs`."""
+    return iterate_inputs(batches, num_batches, key="frames", sample_ndim=4)
 
 
 def _pad(a: np.ndarray, size: int) -> np.ndarray:
@@ -204,22 +189,26 @@ def _pad(a: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([a, np.zeros((size - a.shape[0],) + a.shape[1:], a.dtype)])
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "attention"))
-def _activity_step(graphdef, state, frames, labels, mask, *, attention: bool):
+@functools.partial(jax.jit, static_argnames=("graphdef", "layers", "attention"))
+def _activity_step(graphdef, state, x, labels, mask, *, layers, attention: bool):
     """Per-batch sums (masked): non-zero input elements per step, spikes per layer and step, per neuron, per
     sample, and correct predictions. Compiled once per (model structure, batch shape, attention)."""
     m = nnx.merge(graphdef, state, copy=True)
-    res = run_layers(m, frames, attention=attention)
+    output, inter = capture_lib.forward(m, x, record="spikes", bypass=not attention)
+    spikes = capture_lib.layer_values(capture_lib.flat_captures(inter), layers, "spikes")
     maskf = mask.astype(jnp.float32)
-    b, t = frames.shape[:2]
-    inp = (res["input"] != 0).astype(jnp.float32).reshape(b, t, -1).sum(-1)  # (B, T)
+    b = x.shape[0]
+    t = int(m.T)
+    steps = 1 if getattr(m, "input_kind", "frames") == "image" else x.shape[1]
+    nz = (x != 0).astype(jnp.float32).reshape(b, steps, -1).sum(-1)  # (B, T), or (B, 1) for an image
+    inp = jnp.broadcast_to(nz, (b, t))  # a still image is the input of every step
     out = {"input_nonzero_t": (inp * maskf[:, None]).sum(0), "spikes_t": [], "neuron": [], "sample": []}
-    for s in res["spikes"]:
+    for s in spikes:
         s = s.astype(jnp.float32) * maskf.reshape((-1,) + (1,) * (s.ndim - 1))
-        out["spikes_t"].append(s.reshape(b, t, -1).sum((0, 2)))
+        out["spikes_t"].append(s.reshape(b, s.shape[1], -1).sum((0, 2)))
         out["neuron"].append(s.sum((0, 1)))
         out["sample"].append(s.reshape(b, -1).sum(1))
-    out["correct"] = jnp.sum((jnp.argmax(res["output"], -1) == labels) * maskf)
+    out["correct"] = jnp.sum((jnp.argmax(output, -1) == labels) * maskf)
     return out
 
 
@@ -229,27 +218,36 @@ def collect_activity(
     """Runs ``model`` over ``batches`` (one jit-compiled pass per batch) and accumulates its spiking activity.
 
     Args:
-      model: an MA-SNN; it is run in its current mode (call ``model.eval()`` first for running BN statistics).
-      batches: iterable of loader batches or frame arrays (see :func:`iterate_frames`). Batches smaller than the
-        first one are zero-padded and masked, so the step compiles once.
+      model: a :class:`~masnn_jax.models.registry.SpikingModel`; it is run in its current mode (call
+        ``model.eval()`` first for running BN statistics) and is not modified.
+      batches: iterable of loader batches (``{'frames'|'image', 'label'}``, by the model's ``input_kind``) or
+        input arrays (see :func:`iterate_inputs`). Batches smaller than the first one are zero-padded and masked,
+        so the step compiles once.
       num_batches: stop after this many batches (None or <= 0: all).
-      attention: False bypasses every attention module (see :func:`layer_forward`).
+      attention: False bypasses every attention block (``MultiDimensionalAttention.bypass``: pre-activation
+        straight to the neuron, no gates, no official ReLU).
     Returns:
-      :class:`ActivityStats`.
+      :class:`ActivityStats` (float64 sums; layers in :func:`layer_names` order).
     Raises:
-      ValueError: no batch, or frames of the wrong shape.
+      ValueError: no batch, a batch larger than the first, or inputs of the wrong shape (from the model).
     """
     graphdef, state = nnx.split(model)
-    names = layer_names(model)
+    layers = None
+    names: list[str] = []
     acc: dict[str, Any] | None = None
     samples = batches_run = 0
     sample_rows: list[np.ndarray] = []
     correct = 0.0
     have_labels = True
     batch_size = None
-    for frames, labels in iterate_frames(batches, num_batches):
+    for frames, labels in iterate_inputs(batches, num_batches, key=capture_lib.input_key(model),
+                                         sample_ndim=capture_lib.sample_ndim(model)):
         k = frames.shape[0]
         batch_size = batch_size or k
+        if layers is None:
+            layers = tuple(capture_lib.recorded_layers(model, jax.ShapeDtypeStruct((k, *frames.shape[1:]),
+                                                                                     jnp.float32)))
+            names = [l.name for l in layers]
         if k > batch_size:
             raise ValueError(f"batch of {k} samples after a first batch of {batch_size}")
         have_labels = have_labels and labels is not None
@@ -257,7 +255,7 @@ def collect_activity(
         mask[:k] = 1
         lab = _pad(labels if labels is not None else np.zeros(k, np.int32), batch_size)
         out = jax.device_get(_activity_step(graphdef, state, jnp.asarray(_pad(frames.astype(np.float32), batch_size)),
-                                            lab, mask, attention=attention))
+                                            lab, mask, layers=layers, attention=attention))
         out = jax.tree_util.tree_map(lambda v: np.asarray(v, np.float64), out)
         if acc is None:
             acc = {"input_nonzero_t": out["input_nonzero_t"], "spikes_t": out["spikes_t"], "neuron": out["neuron"]}
@@ -285,4 +283,5 @@ def collect_activity(
         neuron_spikes=acc["neuron"],
         sample_spikes=np.concatenate(sample_rows, axis=0),
         correct=correct if have_labels else None,
+        paths=[l.path_name for l in layers],
     )

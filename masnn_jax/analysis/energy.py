@@ -1,14 +1,19 @@
-"""Operation counts and energy of an MA-SNN as the paper counts them (Yao et al., TPAMI 2023, energy evaluation; 45 nm energies from Horowitz, ISSCC 2014).
+"""Operation counts and energy of a spiking model as the paper counts them (Yao et al., TPAMI 2023, §4 energy
+evaluation, ``E = 4.6 pJ · MACs(real-valued inputs) + 0.9 pJ · SOPs``; 45 nm energies from Horowitz, ISSCC 2014).
+
+The counts come from the model's own ``operation_counts()`` (a list of
+:class:`~masnn_jax.models.registry.OpCount`: MACs per step, what feeds the op, the attention block after it); the
+firing rates from :mod:`~masnn_jax.analysis.activity`. Nothing here knows a model family.
 
 Backbone (per sample, i.e. one inference of T steps):
 
 * ``macs`` of a layer = the cost of one dense evaluation: conv ``k_h·k_w·h_out·w_out·c_in·c_out`` where
   ``h_out × w_out`` is the **convolution's** output size (the conv runs before the layer's average pool), dense
   ``in·out``. This is what the ANN counterpart spends per input.
-* ``sops`` = ``T · macs · r_in``, ``r_in`` the firing rate of the layer's input (previous layer's spikes; for the
-  first layer the fraction of non-zero input elements of the event frames, 1 for static images). For the first
-  layer the input is real-valued (event counts), so its ``sops`` are charged as MACs (``mac_ops``); every other
-  layer's as accumulates (``ac_ops``). The usual approximation: each input spike costs ``macs / n_inputs``
+* ``sops`` = ``T · macs · r_in``, ``r_in`` the firing rate of the op's input (``OpCount.input``: a recorded layer's
+  spikes; ``'input'``: the fraction of non-zero input elements of event frames, 1 for still images; ``'real'`` /
+  ``'membrane'``: 1). Ops on the model input or on real values are charged as MACs (``mac_ops``); ops on spikes
+  as accumulates (``ac_ops``). ``T`` is ``OpCount.time_steps`` when given. The usual approximation: each input spike costs ``macs / n_inputs``
   accumulates, ignoring that spikes near a zero-padded border reach fewer outputs.
 * BatchNorm (foldable into the conv/linear weights at inference), the average pool, biases and the neuron update
   are not counted, as in the paper.
@@ -37,13 +42,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from masnn_jax.analysis import capture as capture_lib
+from masnn_jax.analysis.activity import ActivityStats
+from masnn_jax.models.registry import OP_INPUTS, OpCount
 from masnn_jax.nn import attention as attention_lib
-from masnn_jax.analysis.activity import ActivityStats, layer_names
 
 __all__ = ["EnergyModel", "ENERGY_MODELS", "get_energy_model", "LayerOps", "count_operations", "energy_report"]
 
@@ -87,11 +92,13 @@ def get_energy_model(name_or_model: str | EnergyModel) -> EnergyModel:
 
 @dataclasses.dataclass
 class LayerOps:
-    """Static operation counts of one spiking layer, per sample (see the module docstring).
+    """Static operation counts of one operation (one row of the report), per sample (see the module docstring).
 
-    ``macs``: one dense evaluation of the conv / linear map. ``conv_output``: (h_out, w_out, c_out) of the conv
-    before pooling (None for dense). ``output_shape``: one time step's output (the neurons).
+    ``macs``: one dense evaluation of the conv / linear map (per time step). ``conv_output``: (h_out, w_out, c_out)
+    of the conv before pooling (None for dense). ``output_shape``: one time step's output (the neurons).
     ``attention``: ``{'macs', 'mults', 'adds', 'units': {unit: {'macs', 'mults', 'adds'}}}`` over all T steps.
+    ``source``: what feeds it (``OpCount.input``); ``layer``: the recorded layer it drives (None: none);
+    ``time_steps``: evaluations per inference (None: T).
     """
 
     name: str
@@ -102,34 +109,42 @@ class LayerOps:
     kernel: tuple[int, ...]
     macs: int
     attention: dict[str, Any]
+    source: str = "input"
+    layer: str | None = None
+    time_steps: int | None = None
 
     @property
     def neurons(self) -> int:
         return int(np.prod(self.output_shape))
 
 
+def _trailing(shape, n: int) -> tuple[int, ...]:
+    """The last ``n`` dims (a scanned stack of blocks adds leading axes to every kernel)."""
+    return tuple(int(d) for d in tuple(shape)[-n:])
+
+
 def _attention_ops(att: attention_lib.MultiDimensionalAttention, T: int, shape: tuple[int, ...]) -> dict[str, Any]:
-    """Operation counts of one layer's attention module on a ``(T, *shape)`` pre-activation (per sample)."""
+    """Operation counts of one attention block on a ``(T, *shape)`` pre-activation (per sample)."""
     n = int(np.prod(shape))  # elements of one step
     membrane = att.placement == "membrane"
     per_step = T if membrane else 1  # CA/SA run once per step in the paper's placement
     units: dict[str, dict[str, int]] = {}
     if att.ta is not None:
-        t1, th = att.ta.fc1.kernel.shape
-        th2, t2 = att.ta.fc2.kernel.shape
+        t1, th = _trailing(att.ta.fc1.kernel.shape, 2)
+        th2, t2 = _trailing(att.ta.fc2.kernel.shape, 2)
         units["TA"] = {"macs": 2 * (t1 * th + th2 * t2), "mults": T * n, "adds": 2 * T * n}
     if att.ca is not None:
         if isinstance(att.ca, attention_lib.ChannelAttention):
-            c1, ch = att.ca.fc1.kernel.shape
-            ch2, c2 = att.ca.fc2.kernel.shape
+            c1, ch = _trailing(att.ca.fc1.kernel.shape, 2)
+            ch2, c2 = _trailing(att.ca.fc2.kernel.shape, 2)
             units["CA"] = {"macs": 2 * (c1 * ch + ch2 * c2) * per_step, "mults": T * n, "adds": 2 * T * n}
         else:  # ECA
-            k = int(att.ca.conv.kernel.shape[0])
+            k = _trailing(att.ca.conv.kernel.shape, 3)[0]
             units["CA"] = {"macs": k * int(att.ca.C) * per_step, "mults": T * n, "adds": T * n}
     if att.sa is not None:
         hw = int(np.prod(shape[:-1]))
         if isinstance(att.sa, attention_lib.SpatialAttention):
-            kh, kw, cin, cout = att.sa.conv.kernel.shape
+            kh, kw, cin, cout = _trailing(att.sa.conv.kernel.shape, 4)
             units["SA"] = {"macs": kh * kw * cin * cout * hw * per_step, "mults": T * n, "adds": 2 * T * n}
         else:  # SimAM (approximate, see the module docstring)
             maps = (T * n) if att.sa.per_neuron else hw * per_step
@@ -138,88 +153,112 @@ def _attention_ops(att: attention_lib.MultiDimensionalAttention, T: int, shape: 
     return {**total, "units": units}
 
 
-def _conv_output_shape(conv: nnx.Conv, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Output shape of one image ``shape`` (H, W, C) through ``conv`` (works on abstract models too)."""
-    graphdef, state = nnx.split(conv)
-    x = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
-    return jax.eval_shape(lambda s, x: nnx.merge(graphdef, s)(x), state, x).shape[1:]
+def _path(text: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in text.split(".")) if text else ()
 
 
 def count_operations(model: nnx.Module) -> list[LayerOps]:
-    """Static per-sample operation counts of every spiking layer of an MA-SNN (see the module docstring).
+    """Static per-sample operation counts of a model, from its ``operation_counts()``
+    (:class:`~masnn_jax.models.registry.OpCount`), with each op's attention block counted from the block's own
+    shapes (see the module docstring). Works on an abstract model (``nnx.eval_shape``) too.
 
-    The conv output size comes from ``jax.eval_shape`` of the layer's own ``nnx.Conv`` (so kernel, padding and
-    stride are those of the model); works on an abstract model (``nnx.eval_shape``) too.
+    Returns:
+      one :class:`LayerOps` per ``OpCount``, in the model's order.
+    Raises:
+      ValueError: the model has no ``operation_counts`` method, an ``OpCount.attention`` path that is not a
+        ``MultiDimensionalAttention``.
     """
+    hook = getattr(model, "operation_counts", None)
+    if not callable(hook):
+        raise ValueError(f"{type(model).__name__} has no operation_counts() method (see "
+                         f"masnn_jax.models.registry.SpikingModel); operations and energy cannot be counted")
     T = int(model.T)
-    h, w, c = model.input_shape
-    shape: tuple[int, ...] = (h, w, c)
     out: list[LayerOps] = []
-    names = layer_names(model)
-    for i, layer in enumerate(model.spiking_layers):
-        if i == len(model.convs):
-            shape = (int(np.prod(shape)),)
-        if i < len(model.convs):
-            kh, kw, cin, cout = (int(d) for d in layer.conv.kernel.shape)
-            conv_out = _conv_output_shape(layer.conv, shape)
-            ho, wo = int(conv_out[0]), int(conv_out[1])
-            macs = kh * kw * ho * wo * cin * cout
-            p = int(layer.pool)
-            out_shape = (ho // p, wo // p, cout) if p > 1 else (ho, wo, cout)
-            ops = LayerOps(names[i], "conv", shape, out_shape, (ho, wo, cout), (kh, kw, cin, cout), macs,
-                           _attention_ops(layer.attention, T, out_shape))
-        else:
-            nin, nout = (int(d) for d in layer.linear.kernel.shape)
-            ops = LayerOps(names[i], "fc", shape, (nout,), None, (nin, nout), nin * nout,
-                           _attention_ops(layer.attention, T, (nout,)))
-        out.append(ops)
-        shape = ops.output_shape
+    for op in hook():
+        if not isinstance(op, OpCount):
+            raise ValueError(f"{type(model).__name__}.operation_counts() must return OpCount entries, got {op!r}")
+        att: dict[str, Any] = {"macs": 0, "mults": 0, "adds": 0, "units": {}}
+        if op.attention:
+            module = capture_lib.module_at(model, _path(op.attention))
+            if not isinstance(module, attention_lib.MultiDimensionalAttention):
+                raise ValueError(f"OpCount {op.name!r}: attention path {op.attention!r} is a "
+                                 f"{type(module).__name__}, not a MultiDimensionalAttention")
+            att = _attention_ops(module, T, tuple(op.attention_shape or op.output_shape))
+        out.append(LayerOps(
+            name=op.name, kind=op.kind, input_shape=tuple(op.input_shape), output_shape=tuple(op.output_shape),
+            conv_output=None if op.conv_output is None else tuple(op.conv_output), kernel=tuple(op.kernel),
+            macs=int(op.macs_per_step), attention=att, source=op.input,
+            layer=op.layer if op.layer is not None else op.name, time_steps=op.time_steps))
     return out
 
 
+def _rate_of(source: str, stats: ActivityStats, index: dict[str, int], input_kind: str) -> tuple[float, str]:
+    """``(r_in, 'MAC' | 'AC')`` of an op fed by ``source``."""
+    if source == "input":
+        return (1.0 if input_kind == "image" else float(stats.input_rate)), "MAC"
+    if source in OP_INPUTS:  # 'real', 'membrane'
+        return 1.0, "MAC"
+    if source not in index:
+        raise ValueError(f"OpCount input {source!r} is neither one of {OP_INPUTS} nor a recorded layer "
+                         f"({', '.join(stats.names)})")
+    return float(stats.firing_rate[index[source]]), "AC"
+
+
 def energy_report(
-    ops: list[LayerOps], stats: ActivityStats, energy: str | EnergyModel = "45nm_fp32"
+    ops: list[LayerOps], stats: ActivityStats, energy: str | EnergyModel = "45nm_fp32", *, input_kind: str = "frames"
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Per-layer and total operations and energy from static counts and measured firing rates.
+    """Per-operation and total operations and energy from static counts and measured firing rates.
 
     Args:
       ops: from :func:`count_operations`.
       stats: from :func:`~masnn_jax.analysis.activity.collect_activity` on the same model.
       energy: an :data:`ENERGY_MODELS` name or an :class:`EnergyModel`.
+      input_kind: the model's ``input_kind`` ('frames': an op on the input is weighted by the fraction of non-zero
+        input elements; 'image': by 1).
     Returns:
-      ``(layers, totals)``. Each layer: ``name, kind, neurons, output_shape, conv_output, firing_rate,
-      firing_rate_t, spikes_per_sample, spikes_per_sample_std, input_rate, macs, sops, op_kind ('MAC' for the
-      first layer, else 'AC'), mac_ops, ac_ops, attention_macs, attention_mults, attention_adds, attention_units,
-      attention_energy_pj, energy_pj, ann_energy_pj``. Totals: ``macs, sops, mac_ops, ac_ops, attention_macs,
-      attention_mults, attention_adds, attention_energy_pj, energy_pj, ann_energy_pj, energy_ratio,
-      network_firing_rate, spikes_per_sample, spikes_per_sample_std, input_rate, T``.
+      ``(layers, totals)``. Each layer (one per op): ``name, kind, layer, source, neurons, output_shape,
+      conv_output, firing_rate, firing_rate_t, spikes_per_sample, spikes_per_sample_std, input_rate, macs, sops,
+      op_kind ('MAC' for ops on the input or real values, else 'AC'), mac_ops, ac_ops, attention_macs,
+      attention_mults, attention_adds, attention_units, attention_energy_pj, energy_pj, ann_energy_pj`` (the
+      activity fields come from ``layer``, the recorded layer the op drives; None when it drives none). Totals:
+      ``macs, sops, mac_ops, ac_ops, attention_macs, attention_mults, attention_adds, attention_energy_pj,
+      energy_pj, ann_energy_pj, energy_ratio, network_firing_rate, spikes_per_sample, spikes_per_sample_std,
+      input_rate, T``.
+    Raises:
+      ValueError: an op fed by a layer that was not recorded.
     """
     em = get_energy_model(energy)
     rates = stats.firing_rate
     rates_t = stats.firing_rate_t
     spikes = stats.spikes_per_sample
     T = stats.T
+    index = {name: i for i, name in enumerate(stats.names)}
+    index.update({p: i for i, p in enumerate(stats.paths or [])})
     layers: list[dict[str, Any]] = []
-    for i, op in enumerate(ops):
-        r_in = stats.input_rate if i == 0 else float(rates[i - 1])
-        sops = T * op.macs * r_in
-        mac_ops, ac_ops = (sops, 0.0) if i == 0 else (0.0, sops)
+    for op in ops:
+        r_in, op_kind = _rate_of(op.source, stats, index, input_kind)
+        steps = T if op.time_steps is None else int(op.time_steps)
+        sops = steps * op.macs * r_in
+        mac_ops, ac_ops = (sops, 0.0) if op_kind == "MAC" else (0.0, sops)
         att = op.attention
         att_e = em.e_mac * (att["macs"] + att["mults"]) + em.e_ac * att["adds"]
+        i = index.get(op.layer) if op.layer is not None else None
         layers.append({
             "name": op.name,
             "kind": op.kind,
-            "neurons": op.neurons,
+            "layer": None if i is None else stats.names[i],
+            "source": op.source,
+            "neurons": op.neurons if i is None else int(stats.neurons[i]),
             "output_shape": list(op.output_shape),
             "conv_output": None if op.conv_output is None else list(op.conv_output),
-            "firing_rate": float(rates[i]),
-            "firing_rate_t": [float(v) for v in rates_t[i]],
-            "spikes_per_sample": float(spikes[i]),
-            "spikes_per_sample_std": float(stats.sample_spikes[:, i].std()),
+            "firing_rate": None if i is None else float(rates[i]),
+            "firing_rate_t": None if i is None else [float(v) for v in rates_t[i]],
+            "spikes_per_sample": None if i is None else float(spikes[i]),
+            "spikes_per_sample_std": None if i is None else float(stats.sample_spikes[:, i].std()),
             "input_rate": float(r_in),
             "macs": int(op.macs),
             "sops": float(sops),
-            "op_kind": "MAC" if i == 0 else "AC",
+            "op_kind": op_kind,
             "mac_ops": float(mac_ops),
             "ac_ops": float(ac_ops),
             "attention_macs": int(att["macs"]),

@@ -155,6 +155,10 @@ def plot_membrane(probe: dict[str, Any], path: str, *, traces: int = 4) -> str:
     n = len(probe["names"])
     fig, axes = _grid(n)
     for ax, name, l in zip(axes, probe["names"], probe["layers"]):
+        if l.get("membrane") is None:
+            ax.text(0.5, 0.5, f"{name}: no membrane trace", ha="center", va="center", transform=ax.transAxes)
+            ax.axis("off")
+            continue
         v = np.asarray(l["membrane"])[:, :traces]
         s = np.asarray(l["raster"])[:, :traces]
         t = np.arange(1, v.shape[0] + 1)
@@ -162,9 +166,11 @@ def plot_membrane(probe: dict[str, Any], path: str, *, traces: int = 4) -> str:
             line = ax.plot(t, v[:, j], lw=1, label=f"#{int(np.asarray(l['neurons'])[j])}")[0]
             fired = s[:, j] > 0
             ax.plot(t[fired], v[fired, j], "o", ms=6, mec="k", color=line.get_color())
-        ax.axhline(l["v_th"], ls="--", c="gray", lw=1)
+        th = "" if l.get("v_th") is None else f" (V_th {l['v_th']:.2f})"
+        if l.get("v_th") is not None:
+            ax.axhline(l["v_th"], ls="--", c="gray", lw=1)
         ax.set_xlabel("time step")
-        ax.set_title(f"{name}: membrane (V_th {l['v_th']:.2f})", fontsize=9)
+        ax.set_title(f"{name}: membrane{th}", fontsize=9)
         ax.legend(fontsize=6)
     fig.suptitle("membrane potential, sample 0 (dots: spikes)")
     fig.tight_layout()
@@ -182,12 +188,16 @@ def plot_attention_effect(stats: ActivityStats, bypass: ActivityStats, probe: di
         panels = [
             (stats.firing_map(i), f"{stats.names[i]} rate, attention\n{stats.firing_rate[i]:.4f}", "viridis"),
             (bypass.firing_map(i), f"{stats.names[i]} rate, bypassed\n{bypass.firing_rate[i]:.4f}", "viridis"),
-            (l["pre_map"], f"{stats.names[i]} |pre-attention|", "cividis"),
-            (l["post_map"], f"{stats.names[i]} |post-attention|", "cividis"),
+            (l.get("pre_map"), f"{stats.names[i]} |pre-attention|", "cividis"),
+            (l.get("post_map"), f"{stats.names[i]} |post-attention|", "cividis"),
         ]
         vmax = max(np.nanmax(panels[0][0]), np.nanmax(panels[1][0]), 1e-12)
         for row, (img, title, cmap) in enumerate(panels):
             ax = axes[row, col]
+            if img is None:
+                ax.text(0.5, 0.5, f"{title}: n/a", ha="center", va="center", transform=ax.transAxes, fontsize=7)
+                ax.axis("off")
+                continue
             kw = {"vmin": 0, "vmax": vmax} if row < 2 else {}
             im = ax.imshow(_as_image(img), cmap=cmap, interpolation="nearest", **kw)
             ax.set_title(title, fontsize=8)
@@ -204,6 +214,7 @@ def plot_gradient_norms(grads: dict[str, Any], path: str) -> str:
     (and the input), and the block ratios ‖∂L/∂x_in‖/‖∂L/∂x_out‖ and ‖∂L/∂θ_l‖/‖∂L/∂θ_{l+1}‖ (1 = equality)."""
     layers = grads["layers"]
     names = [l["name"] for l in layers]
+    rotate = 45 if len(names) > 8 else 0
     x = np.arange(len(names))
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
 
@@ -214,18 +225,20 @@ def plot_gradient_norms(grads: dict[str, Any], path: str) -> str:
     a.semilogy(x, vals("weight"), "s--", label="‖∂L/∂W‖ kernel")
     if any(l["attention_param"] is not None for l in layers):
         a.semilogy(x, vals("attention_param"), "^:", label="‖∂L/∂θ‖ attention")
-    a.semilogy(x, vals("output"), "d-", label="‖∂L/∂x_out‖")
+    if any(l["output"] is not None for l in layers):
+        a.semilogy(x, vals("output"), "d-", label="‖∂L/∂x_out‖")
     a.semilogy([-0.5], [max(grads["input_grad_norm"], 1e-30)], "kx", label="‖∂L/∂input‖")
-    a.set_xticks(x, names)
+    a.set_xticks(x, names, rotation=rotate, fontsize=7)
     n = grads["batches"]
     bn = "train" if grads["train_mode"] else "eval"
     a.set_title(f"gradient norms ({n} batch{'es' if n != 1 else ''}, {bn}-mode BN)")
     a.legend(fontsize=7)
-    b.plot(x, vals("block_ratio"), "o-", label="‖∂L/∂x_in‖ / ‖∂L/∂x_out‖")
+    if any(l["block_ratio"] is not None for l in layers):
+        b.plot(x, vals("block_ratio"), "o-", label="‖∂L/∂x_in‖ / ‖∂L/∂x_out‖")
     b.plot(x, vals("param_ratio_next"), "s--", label="‖∂L/∂θ_l‖ / ‖∂L/∂θ_l+1‖")
     b.axhline(1.0, c="gray", ls=":")
     b.set_yscale("log")
-    b.set_xticks(x, names)
+    b.set_xticks(x, names, rotation=rotate, fontsize=7)
     b.set_title("ratios across depth (1 = gradient norm equality)")
     b.legend(fontsize=7)
     return _save(fig, path)
@@ -238,15 +251,16 @@ def plot_energy(layers: Sequence[dict[str, Any]], path: str, *, energy_model: st
     x = np.arange(len(names))
     mac = np.array([l["energy_pj"] - l["attention_energy_pj"] if l["op_kind"] == "MAC" else 0.0 for l in layers])
     ac = np.array([l["energy_pj"] - l["attention_energy_pj"] if l["op_kind"] == "AC" else 0.0 for l in layers])
+    mac_label = "SNN MAC (real-valued input)"
     att = np.array([l["attention_energy_pj"] for l in layers])
     ann = np.array([l["ann_energy_pj"] for l in layers])
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    ax.bar(x - 0.2, mac, 0.4, label="SNN MAC (first layer)")
+    ax.bar(x - 0.2, mac, 0.4, label=mac_label)
     ax.bar(x - 0.2, ac, 0.4, bottom=mac, label="SNN AC (spikes)")
     ax.bar(x - 0.2, att, 0.4, bottom=mac + ac, label="attention")
     ax.bar(x + 0.2, ann, 0.4, label="ANN (T=1)", color="gray")
     ax.set_yscale("log")
-    ax.set_xticks(x, names)
+    ax.set_xticks(x, names, rotation=45 if len(names) > 8 else 0, fontsize=7)
     ax.set_ylabel("energy per sample (pJ)")
     ax.set_title(f"energy per layer {energy_model}".strip())
     ax.legend(fontsize=7)

@@ -1,5 +1,8 @@
 """The whole analysis of one network: :func:`analyze` (behind ``python -m masnn_jax.analyze``) and its text summary.
 
+Works for every registered model family (:class:`~masnn_jax.models.registry.SpikingModel`): activity from the
+model's own recorded forward pass, energy from its ``operation_counts()`` (skipped, with a note, without it).
+
 Steps: load the model (latest checkpoint of ``<workdir>/checkpoints`` or a random initialisation); run the test
 split once for the spiking activity (:func:`~masnn_jax.analysis.activity.collect_activity`), once more with every
 attention module bypassed (same weights), count operations and energy
@@ -21,11 +24,14 @@ from flax import nnx
 
 from masnn_jax import data as data_lib
 from masnn_jax import models
-from masnn_jax import train as training
 from masnn_jax.analysis import activity as activity_lib
+from masnn_jax.analysis import capture as capture_lib
 from masnn_jax.analysis import energy as energy_lib
 from masnn_jax.analysis import gradients as gradients_lib
 from masnn_jax.analysis import probe as probe_lib
+from masnn_jax.nn.attention import MultiDimensionalAttention
+from masnn_jax.nn.layers import SpikingNeuron
+from masnn_jax.train import load_model, task_from_config
 
 __all__ = ["load_for_analysis", "analyze", "summary", "REPORT_NAME"]
 
@@ -39,7 +45,7 @@ def load_for_analysis(
 
     Args:
       init: 'checkpoint' (latest, or ``step``, of ``<workdir>/checkpoints`` via
-        :func:`masnn_jax.training.load_model`) or 'random' (``models.build`` with ``config.seed``).
+        :func:`masnn_jax.train.load_model`) or 'random' (``models.build`` with ``config.seed``).
     Raises:
       FileNotFoundError: no checkpoint (the message names the path and the ``--init=random`` alternative).
       ValueError: unknown ``init``; a checkpoint that does not fit the model of ``config``.
@@ -52,7 +58,7 @@ def load_for_analysis(
         raise ValueError(f"init must be 'checkpoint' or 'random', got {init!r}")
     ckpt_dir = os.path.join(os.path.abspath(workdir), "checkpoints")
     try:
-        return training.load_model(config, workdir, step=step)
+        return load_model(config, workdir, step=step)
     except FileNotFoundError as e:
         raise FileNotFoundError(
             f"no checkpoint to analyse in {ckpt_dir} ({'empty' if os.path.isdir(ckpt_dir) else 'missing'}). "
@@ -61,26 +67,65 @@ def load_for_analysis(
         ) from e
 
 
-def _has_attention(model: nnx.Module) -> bool:
-    return any(not layer.attention.is_identity for layer in model.spiking_layers)
-
-
-def _param_count(module) -> int:
+def _param_count(module, lead: int = 0) -> int:
+    """Parameters of ``module``; ``lead`` leading (block) axes are not counted (one block of a stack)."""
     if module is None:
         return 0
-    return int(sum(np.prod(v.shape) for v in jax.tree_util.tree_leaves(nnx.state(module, nnx.Param))))
+    return int(sum(np.prod(v.shape[lead:]) for v in jax.tree_util.tree_leaves(nnx.state(module, nnx.Param))))
 
 
-def _first_batch_frames(loader, n: int) -> np.ndarray:
-    for frames, _ in activity_lib.iterate_frames(_first_windows(loader), 1):
-        return frames[:n]
+def _layer_params(model: nnx.Module, path_name: str | None) -> tuple[int | None, int | None]:
+    """``(params, attention params)`` of the recorded layer ``path_name`` (``'convs.0'``, ``'stage3.blocks[1]'``)."""
+    if path_name is None:
+        return None, None
+    base, _, rest = path_name.partition("[")
+    lead = rest.count("[") + 1 if rest else 0
+    path = tuple(int(p) if p.isdigit() else p for p in base.split("."))
+    try:
+        module = capture_lib.module_at(model, path)
+    except KeyError:
+        return None, None
+    att = sum(_param_count(m, lead) for _, m in capture_lib.modules_under(model, path, MultiDimensionalAttention))
+    return _param_count(module, lead), int(att)
+
+
+def _first_batch_inputs(model, loader, n: int) -> np.ndarray:
+    key, ndim = capture_lib.input_key(model), capture_lib.sample_ndim(model)
+    for x, _ in activity_lib.iterate_inputs(_first_windows(loader, key, ndim), 1, key=key, sample_ndim=ndim):
+        return x[:n]
     raise ValueError("empty dataset")
 
 
-def _first_windows(loader):
+def _first_windows(loader, key: str = "frames", sample_ndim: int = 4):
     for batch in loader:
-        frames = np.asarray(batch["frames"])
-        yield {**batch, "frames": frames[:, 0] if frames.ndim == 6 else frames}
+        x = np.asarray(batch[key])
+        yield {**batch, key: x[:, 0] if x.ndim == sample_ndim + 2 else x}
+
+
+def _activity_rows(stats: activity_lib.ActivityStats) -> list[dict[str, Any]]:
+    """Report rows of a model without ``operation_counts()``: activity only, the energy fields None."""
+    rows = []
+    for i, name in enumerate(stats.names):
+        rows.append({
+            "name": name, "kind": None, "layer": name, "source": None, "neurons": int(stats.neurons[i]),
+            "firing_rate": float(stats.firing_rate[i]),
+            "firing_rate_t": [float(v) for v in stats.firing_rate_t[i]],
+            "spikes_per_sample": float(stats.spikes_per_sample[i]),
+            "spikes_per_sample_std": float(stats.sample_spikes[:, i].std()),
+            "macs": None, "sops": None, "op_kind": None, "mac_ops": None, "ac_ops": None, "attention_macs": None,
+            "attention_mults": None, "energy_pj": None, "ann_energy_pj": None, "attention_energy_pj": None,
+        })
+    return rows
+
+
+def _activity_totals(stats: activity_lib.ActivityStats) -> dict[str, Any]:
+    return {
+        "macs": None, "sops": None, "energy_pj": None, "ann_energy_pj": None, "energy_ratio": None,
+        "attention_energy_pj": None, "network_firing_rate": float(stats.network_firing_rate),
+        "spikes_per_sample": float(stats.spikes_per_sample.sum()),
+        "spikes_per_sample_std": float(stats.sample_spikes.sum(1).std()), "input_rate": float(stats.input_rate),
+        "T": int(stats.T),
+    }
 
 
 def analyze(
@@ -159,43 +204,52 @@ def analyze(
     em = energy_lib.get_energy_model(energy)
 
     stats = activity_lib.collect_activity(model, loader, num_batches=num_batches)
-    ops = energy_lib.count_operations(model)
-    layers, totals = energy_lib.energy_report(ops, stats, em)
+    input_kind = getattr(model, "input_kind", "frames")
+    ops = energy_lib.count_operations(model) if callable(getattr(model, "operation_counts", None)) else None
+    if ops is None:
+        notes.append(f"{type(model).__name__} has no operation_counts(): no operation or energy counts")
+        layers, totals = _activity_rows(stats), _activity_totals(stats)
+    else:
+        layers, totals = energy_lib.energy_report(ops, stats, em, input_kind=input_kind)
     totals["accuracy"] = stats.accuracy
-    for layer, module in zip(layers, model.spiking_layers):
-        layer["params"] = _param_count(module)
-        layer["attention_params"] = _param_count(module.attention)
+    path_of = dict(zip(stats.names, stats.paths or []))
+    for layer in layers:
+        layer["params"], layer["attention_params"] = _layer_params(model, path_of.get(layer.get("layer")))
 
-    if any(layer.neuron.lif_params().output != "spike" for layer in model.spiking_layers):
+    if any(m.lif_params().output != "spike" for _, m in nnx.iter_graph(model) if isinstance(m, SpikingNeuron)):
         notes.append("LIAF neurons (analogue outputs): 'spikes' are output sums and SOPs assume binary events; "
                      "the paper's counting does not apply as such")
     bypass_stats = None
     bypass_report = None
-    if bypass and _has_attention(model):
+    if bypass and capture_lib.has_attention(model):
         bypass_stats = activity_lib.collect_activity(model, loader, num_batches=num_batches, attention=False)
-        b_layers, b_totals = energy_lib.energy_report(ops, bypass_stats, em)
-        no_att = sum(l["energy_pj"] - l["attention_energy_pj"] for l in b_layers)
+        if ops is None:
+            b_layers, b_totals, no_att = _activity_rows(bypass_stats), _activity_totals(bypass_stats), None
+        else:
+            b_layers, b_totals = energy_lib.energy_report(ops, bypass_stats, em, input_kind=input_kind)
+            no_att = float(sum(l["energy_pj"] - l["attention_energy_pj"] for l in b_layers))
         bypass_report = {
             "description": "same weights and inputs, every attention module bypassed (pre-activation straight to "
                            "the neuron, no official ReLU); energy without the attention modules' own cost",
             "network_firing_rate": b_totals["network_firing_rate"],
             "spikes_per_sample": b_totals["spikes_per_sample"],
-            "firing_rate": {l["name"]: l["firing_rate"] for l in b_layers},
+            "firing_rate": {name: float(r) for name, r in zip(bypass_stats.names, bypass_stats.firing_rate)},
             "sops": b_totals["sops"],
-            "energy_pj": float(no_att),
+            "energy_pj": no_att,
             "accuracy": bypass_stats.accuracy,
         }
 
     grads = None
     if grad_batches > 0:
-        grads = gradients_lib.gradient_norms(model, loader, loss=str(config.train.get("loss", "mse")),
-                                             num_batches=grad_batches)
+        task = task_from_config(config.train, input_kind, int(model.num_classes))
+        grads = gradients_lib.gradient_norms(model, loader, loss=task, num_batches=grad_batches)
 
     figs: list[str] = []
     if figures:
         from masnn_jax.analysis import plots
 
-        probed = probe_lib.probe_responses(model, _first_batch_frames(loader, probe_samples), k=raster_neurons)
+        probed = probe_lib.probe_responses(model, _first_batch_inputs(model, loader, probe_samples),
+                                           k=raster_neurons)
 
         figs.append(plots.plot_activity(stats, os.path.join(out_dir, "activity.png"), bypass=bypass_stats))
         figs.append(plots.plot_firing_maps(stats, os.path.join(out_dir, "firing_maps.png")))
@@ -209,7 +263,8 @@ def analyze(
                                                     os.path.join(out_dir, "attention_effect.png")))
         if grads is not None:
             figs.append(plots.plot_gradient_norms(grads, os.path.join(out_dir, "gradient_norms.png")))
-        figs.append(plots.plot_energy(layers, os.path.join(out_dir, "energy.png"), energy_model=em.name))
+        if ops is not None:
+            figs.append(plots.plot_energy(layers, os.path.join(out_dir, "energy.png"), energy_model=em.name))
     model.eval()
 
     report = {
@@ -232,9 +287,11 @@ def analyze(
         "conventions": {
             "macs": "per sample, one dense evaluation; conv k*k*h_out*w_out*c_in*c_out at the conv's output size "
                     "(before pooling), fc in*out",
-            "sops": "T * macs * firing rate of the layer input; first layer (real-valued input) charged as MAC",
-            "energy_pj": "E_MAC*(first-layer ops + attention MACs + attention gate multiplies) + E_AC*(synaptic "
-                         "ACs + attention pooling adds)",
+            "sops": "T * macs * firing rate of the op's input (the model's operation_counts(): a recorded "
+                    "layer's spikes, or the input's non-zero fraction); ops on the input or real values charged as "
+                    "MAC",
+            "energy_pj": "E_MAC*(ops on the input or real values + attention MACs + attention gate multiplies) + "
+                         "E_AC*(synaptic ACs + attention pooling adds)",
             "ann_energy_pj": "E_MAC * sum(macs): the same backbone as an ANN, T = 1, no attention modules",
             "energy_ratio": "ann_energy_pj / energy_pj",
             "network_firing_rate": "sum of spikes / sum of T*neurons over all spiking layers",
@@ -266,8 +323,14 @@ def _model_summary(config, model) -> dict[str, Any]:
     }
 
 
-def _fmt(v: float) -> str:
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
     return f"{v:.3e}" if abs(v) >= 1e5 else f"{v:,.1f}"
+
+
+def _num(v, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
 
 
 def summary(report: dict[str, Any], out_dir: str | None = None) -> str:
@@ -283,14 +346,16 @@ def summary(report: dict[str, Any], out_dir: str | None = None) -> str:
     ]
     for l in report["layers"]:
         lines.append(
-            f"{l['name']:<7}{l['neurons']:>9,}{l['firing_rate']:>9.4f}{l['spikes_per_sample']:>12.1f}"
+            f"{l['name']:<7}{_num(l['neurons'], ','):>9}{_num(l['firing_rate'], '.4f'):>9}"
+            f"{_num(l['spikes_per_sample'], '.1f'):>12}"
             f"{_fmt(l['macs']):>12}{_fmt(l['sops']) + ('*' if l['op_kind'] == 'MAC' else ''):>12}"
-            f"{_fmt(l['attention_macs'] + l['attention_mults']):>11}{_fmt(l['energy_pj']):>12}"
+            f"{_fmt(None if l['attention_macs'] is None else l['attention_macs'] + l['attention_mults']):>11}"
+            f"{_fmt(l['energy_pj']):>12}"
         )
     ratio = "n/a" if t["energy_ratio"] is None else f"{t['energy_ratio']:.2f}x"
     acc = "" if t.get("accuracy") is None else f" | accuracy {100 * t['accuracy']:.2f}%"
     lines += [
-        "(* first layer: real-valued input, charged as MACs)",
+        "(* op on the input or on real values, charged as MACs)",
         f"input non-zero rate {report['input']['firing_rate']:.4f} | network firing rate "
         f"{t['network_firing_rate']:.4f} | spikes/sample {t['spikes_per_sample']:.1f}{acc}",
         f"MACs {_fmt(t['macs'])} | SOPs {_fmt(t['sops'])} | SNN energy {_fmt(t['energy_pj'])} pJ (attention "

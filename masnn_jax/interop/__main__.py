@@ -1,4 +1,5 @@
-"""Converts official MA-SNN event-net weights into a masnn-jax checkpoint.
+"""Converts official PyTorch weights into a masnn-jax checkpoint, for any model family with a converter
+(``models.get_family(config.model.name).interop``, see :func:`masnn_jax.interop.converter`).
 
 Usage::
 
@@ -33,8 +34,21 @@ _OUT = flags.DEFINE_string("out", None, "Output run directory; the checkpoint go
 _FRAMES = flags.DEFINE_enum(
     "frames", "masnn", ["masnn", "official"],
     "Frame layout the converted model will see: 'masnn' (masnn-jax data, H = y; spatial kernels are transposed from "
-    "the official (x, y) frames) or 'official' (the official frames' spatial order).",
+    "the official (x, y) frames) or 'official' (the official frames' spatial order). Only for converters with a "
+    "'frames' option (the MA-SNN event nets).",
 )
+
+
+def _accepts(fn, name: str) -> bool:
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    return name in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+
+
+def _options(fn, **candidates) -> dict:
+    """The keyword options ``fn`` accepts among ``candidates``."""
+    return {k: v for k, v in candidates.items() if _accepts(fn, k)}
 _WEIGHTS_ONLY = flags.DEFINE_bool("weights_only", True, "torch.load(weights_only=...) for the official file.")
 
 
@@ -60,7 +74,15 @@ def main(argv):
 
     from masnn_jax import interop
     from masnn_jax import train as training
-    from masnn_jax.interop.official import read_torch_file
+    from masnn_jax.interop.official import read_torch_file  # generic torch.load with one-line errors
+
+    try:
+        conv = interop.converter(config)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    if _FRAMES.present and not _accepts(conv.from_official_torch, "frames"):
+        sys.exit(f"error: --frames is not an option of the converter {conv.__name__} "
+                 f"(config.model.name={config.model.get('name', 'masnn')!r})")
 
     try:  # garbage file, torch missing, NumPy objects under weights_only: one line naming the file and the fix
         raw = read_torch_file(path, weights_only=_WEIGHTS_ONLY.value, cli=True)
@@ -73,17 +95,20 @@ def main(argv):
             if isinstance(value, (int, float)) or (hasattr(value, "item") and getattr(value, "ndim", 1) == 0):
                 meta[key] = float(value) if key == "acc" else int(value)
     try:
-        state_dict = interop.load_official_state_dict(raw)
-        model = interop.from_official_torch(state_dict, config, frames=_FRAMES.value)
+        load = getattr(conv, "load_official_state_dict", interop.load_official_state_dict)
+        state_dict = load(raw)
+        model = conv.from_official_torch(state_dict, config,
+                                         **_options(conv.from_official_torch, frames=_FRAMES.value))
     except (ValueError, ImportError) as e:  # StateDictMismatchError lists every key with its shapes
         sys.exit(f"error: {e}")
-    back = interop.to_official_torch(model, frames=_FRAMES.value, num_batches_tracked=False)
+    back = conv.to_official_torch(model, **_options(conv.to_official_torch, frames=_FRAMES.value,
+                                                    num_batches_tracked=False))
     # lossless means: the converted tensors, cast back to the file's dtypes, equal the file's (a float64 file loaded
-    # into a float32 model is not)
+    # into a float32 model is not); keys the file lacks (e.g. BN counters) are not compared
     exact = all(
         np.array_equal(np.asarray(v).astype(np.asarray(state_dict[k]).dtype), np.asarray(state_dict[k]))
-        for k, v in back.items()
-    )
+        for k, v in back.items() if k in state_dict
+    ) and any(k in state_dict for k in back)
     out = training.save_model_checkpoint(model, config, _OUT.value)
     n_params = sum(int(np.size(v)) for v in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param)))
     print(json.dumps({
@@ -92,7 +117,8 @@ def main(argv):
         "parameters": n_params,
         "official": meta,
         "round_trip_exact": bool(exact),
-        "attention": config.model.attention,
+        "model": str(config.model.get("name", "masnn")),
+        "attention": config.model.get("attention"),
         "T": int(config.model.T),
     }), flush=True)
 

@@ -149,7 +149,7 @@ def official_config_to_masnn(official: Mapping[str, Any] | Any, base: ml_collect
             put(m, key, cast(_get(official, field)))
 
     # image size and classes
-    from masnn_jax.models import ARCHITECTURES
+    from masnn_jax.models.masnn_event import ARCHITECTURES
 
     plan = ARCHITECTURES.get(m.get("arch"), {})
     h, w = _get(official, "im_height", None), _get(official, "im_width", None)

@@ -10,11 +10,11 @@ Every model follows :class:`~masnn_jax.models.registry.SpikingModel`.
 from __future__ import annotations
 
 from masnn_jax.models.registry import (
-    INPUT_KINDS, Family, SpikingModel, build, families, get_family, parse_dtype, register,
+    INPUT_KINDS, OP_INPUTS, Family, OpCount, SpikingModel, build, families, get_family, parse_dtype, register,
 )
 
-__all__ = ["build", "register", "families", "get_family", "Family", "SpikingModel", "INPUT_KINDS", "parse_dtype",
-           "execution_keys"]
+__all__ = ["build", "register", "families", "get_family", "Family", "SpikingModel", "OpCount", "OP_INPUTS",
+           "INPUT_KINDS", "parse_dtype", "execution_keys"]
 
 
 def execution_keys(name: str = "masnn") -> tuple[str, ...]:

@@ -20,6 +20,7 @@ from flax import nnx
 
 from masnn_jax.models import registry
 from masnn_jax.nn import layers as layers_lib
+from masnn_jax.snn import pallas_lif
 
 __all__ = ["MASNN", "ARCHITECTURES", "REMAT_MODES", "MODEL_KEYS", "EXECUTION_KEYS", "build_masnn"]
 
@@ -62,6 +63,9 @@ class MASNN(nnx.Module):
       batch_chunks: conv layers run everything after the convolution over this many checkpointed chunks of the
         batch (:class:`~masnn_jax.nn.layers.ConvAttLIF`); 1 = off; 'auto' = per backend
         (:func:`masnn_jax.snn.chunking.resolve_batch_chunks`).
+      neuron_impl: the neuron's time loop: 'scan' (``lax.scan``), 'pallas' (fused kernel,
+        :mod:`masnn_jax.snn.pallas_lif`) or 'auto' (pallas on GPU, scan elsewhere); set on every layer's
+        :class:`~masnn_jax.nn.layers.SpikingNeuron` (PLIF and membrane-placed attention keep the scan).
       rngs: ``nnx.Rngs`` for initialisation.
     Call:
       ``model(x)`` with ``x`` float ``(B, T, H, W, C)`` -> ``(B, num_classes)``: time-averaged output of the last
@@ -93,6 +97,7 @@ class MASNN(nnx.Module):
         conv_impl: str = "auto",
         remat: str = "none",
         batch_chunks: int | str = 1,
+        neuron_impl: str = "auto",
         dtype=None,
         param_dtype=jnp.float32,
         rngs: nnx.Rngs,
@@ -128,11 +133,58 @@ class MASNN(nnx.Module):
         self.convs = nnx.List(convs)
         sizes = [c_in * h * w, *fc, self.num_classes]
         self.fcs = nnx.List([layers_lib.DenseAttLIF(a, b, **common) for a, b in zip(sizes[:-1], sizes[1:])])
+        impl = pallas_lif.resolve_neuron_impl(neuron_impl)
+        for layer in self.spiking_layers:
+            layer.neuron.impl = impl
 
     @property
     def spiking_layers(self) -> list[nnx.Module]:
         """All spiking layers in order (convs then dense)."""
         return [*self.convs, *self.fcs]
+
+    def layer_names(self) -> dict[str, str]:
+        """Recorded-layer path -> display name, in forward order: ``{'convs.0': 'conv1', ..., 'fcs.0': 'fc1', ...}``
+        (the :class:`~masnn_jax.models.registry.SpikingModel` hook :mod:`masnn_jax.analysis` names layers by)."""
+        names = {f"convs.{i}": f"conv{i + 1}" for i in range(len(self.convs))}
+        names.update({f"fcs.{i}": f"fc{i + 1}" for i in range(len(self.fcs))})
+        return names
+
+    def operation_counts(self) -> list[registry.OpCount]:
+        """The synaptic operations of one inference, one per spiking layer (Yao et al., TPAMI 2023, §4).
+
+        Conv layer: ``k·k·h_out·w_out·c_in·c_out`` MACs per step at the conv's output size (before the layer's
+        average pool; kernel, padding and stride are the layer's own, via ``jax.eval_shape``); dense layer:
+        ``in·out``. The first layer reads the event frames (``input='input'``), every other one the previous
+        layer's spikes. Each op names its layer's attention module (``convs.<i>.attention``) and the one-step shape
+        it acts on (the pooled conv output). Works on an abstract model (``nnx.eval_shape``) too.
+
+        Returns:
+          list of :class:`~masnn_jax.models.registry.OpCount`, convs then dense layers.
+        """
+        names = list(self.layer_names().values())
+        shape: tuple[int, ...] = tuple(int(v) for v in self.input_shape)
+        ops, source = [], "input"
+        for i, layer in enumerate(self.convs):
+            kh, kw, cin, cout = (int(d) for d in layer.conv.kernel.shape)
+            graphdef, state = nnx.split(layer.conv)
+            probe = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
+            ho, wo = (int(d) for d in jax.eval_shape(lambda s, x: nnx.merge(graphdef, s)(x), state, probe).shape[1:3])
+            p = int(layer.pool)
+            out_shape = (ho // p, wo // p, cout)
+            ops.append(registry.OpCount(
+                name=names[i], macs_per_step=kh * kw * ho * wo * cin * cout, input=source, layer=names[i], kind="conv",
+                input_shape=shape, output_shape=out_shape, conv_output=(ho, wo, cout), kernel=(kh, kw, cin, cout),
+                attention=f"convs.{i}.attention"))
+            shape, source = out_shape, names[i]
+        shape = (math.prod(shape),)
+        for j, layer in enumerate(self.fcs):
+            nin, nout = (int(d) for d in layer.linear.kernel.shape)
+            name = names[len(self.convs) + j]
+            ops.append(registry.OpCount(
+                name=name, macs_per_step=nin * nout, input=source, layer=name, kind="fc", input_shape=shape,
+                output_shape=(nout,), kernel=(nin, nout), attention=f"fcs.{j}.attention"))
+            shape, source = (nout,), name
+        return ops
 
     def __call__(self, x: jax.Array) -> jax.Array:
         if x.ndim != 5 or tuple(x.shape[2:]) != self.input_shape or x.shape[1] != self.T:
@@ -156,11 +208,11 @@ class MASNN(nnx.Module):
 MODEL_KEYS = (
     "name", "arch", "input_shape", "T", "num_classes", "channels", "pools", "fc", "attention", "placement",
     "c_ratio", "t_ratio", "sa_kernel", "channel_attention", "spatial_attention", "neuron", "surrogate",
-    "checkpoint", "unroll", "dtype", "param_dtype", "conv_impl", "remat", "batch_chunks",
+    "checkpoint", "unroll", "dtype", "param_dtype", "conv_impl", "remat", "batch_chunks", "neuron_impl",
 )
 
 #: ``config.model`` keys that change how the network is computed, not what it computes or which parameters it has.
-EXECUTION_KEYS = ("checkpoint", "unroll", "dtype", "conv_impl", "remat", "batch_chunks")
+EXECUTION_KEYS = ("checkpoint", "unroll", "dtype", "conv_impl", "remat", "batch_chunks", "neuron_impl")
 
 
 def build_masnn(cfg: dict, rngs: nnx.Rngs) -> MASNN:
@@ -172,7 +224,8 @@ def build_masnn(cfg: dict, rngs: nnx.Rngs) -> MASNN:
     paper); ``c_ratio``, ``t_ratio``, ``sa_kernel``, ``channel_attention`` ('cbam'|'eca'), ``spatial_attention``
     ('cbam'|'simam'); ``neuron`` (mapping with ``kind`` and preset arguments) and ``surrogate`` (``name`` and its
     hyper-parameter); ``checkpoint``, ``unroll`` (neuron scan); ``dtype``, ``param_dtype``; ``conv_impl`` ('auto' |
-    'xla' | 'im2col'); ``remat`` ('none' | 'layer'); ``batch_chunks`` ('auto' | n >= 1).
+    'xla' | 'im2col'); ``remat`` ('none' | 'layer'); ``batch_chunks`` ('auto' | n >= 1); ``neuron_impl`` ('auto' |
+    'scan' | 'pallas').
 
     Raises:
       ValueError: unknown ``arch``, missing sizes, bad values (the message names ``config.model.<key>``).

@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-__all__ = ["SpikingModel", "Family", "register", "get_family", "families", "build", "INPUT_KINDS", "parse_dtype"]
+__all__ = ["SpikingModel", "OpCount", "OP_INPUTS", "Family", "register", "get_family", "families", "build",
+           "INPUT_KINDS", "parse_dtype"]
 
 #: Input kinds: event frames ``(B, T, H, W, C)`` or still images ``(B, H, W, C)`` (repeated over T inside the model).
 INPUT_KINDS = ("frames", "image")
@@ -36,6 +37,17 @@ class SpikingModel(Protocol):
       output, so ``set_recording(model, 'activity'|'spikes')`` + ``nnx.capture(model, nnx.Intermediate)`` gives
       each layer's activity (training's firing rate, :mod:`masnn_jax.analysis`) from the model's own forward pass;
     * modules that chunk the batch have a ``data_shards`` attribute (:func:`masnn_jax.snn.chunking.set_data_shards`).
+
+    Optional methods (:mod:`masnn_jax.analysis` uses them when present and works without them):
+
+    * ``layer_names() -> dict[str, str]``: recorded-layer path -> display name, in forward order. A path is the
+      dotted module path of a recording layer (``'convs.0'``); a layer scanned over a leading block axis records
+      once per block, ``'stage3.blocks[0]'``, ``'stage3.blocks[1]'``, ... (a key without the index names all of
+      them, the index appended). Without it layers are named by path, in path order.
+    * ``operation_counts() -> list[OpCount]``: the synaptic operations of one inference (energy, SOPs); without
+      it the analysis reports no energy.
+    * ``gradient_blocks() -> list[str]``: module paths (forward order) whose ``__call__`` outputs are the blocks
+      of the gradient-norm analysis (default: the recorded layers).
     """
 
     input_kind: str
@@ -44,6 +56,49 @@ class SpikingModel(Protocol):
     num_classes: int
 
     def __call__(self, x: jax.Array) -> jax.Array: ...
+
+
+#: What feeds an :class:`OpCount` besides a recorded layer: the model input, or a real-valued tensor.
+OP_INPUTS = ("input", "real", "membrane")
+
+
+@dataclasses.dataclass(frozen=True)
+class OpCount:
+    """One synaptic operation (a conv or linear map) of a model, for the energy count of Yao et al., TPAMI 2023,
+    §4: ``E = E_MAC · MACs(real-valued inputs) + E_AC · SOPs``, ``SOP = T · MACs · input firing rate``.
+
+    Attributes:
+      name: row name in the report (usually the recorded layer it drives, e.g. ``'conv1'``).
+      macs_per_step: MACs of one dense evaluation, per sample and time step (conv: ``k_h·k_w·h_out·w_out·c_in·c_out``
+        at the conv's output size; linear: ``in·out``).
+      input: what it reads: the name (or path) of the recorded spiking layer whose spikes feed it (charged as
+        ``T · macs · that layer's firing rate`` accumulates); ``'input'``: the model input (event frames: ``T ·
+        macs · fraction of non-zero input elements``; images: ``T · macs``), charged as MACs; ``'real'`` /
+        ``'membrane'``: a real-valued tensor (``T · macs`` MACs).
+      layer: the recorded layer whose neurons this op drives (its firing rate and neuron count go in the row);
+        None: ``name``; ``""``: none.
+      kind: free text, e.g. 'conv', 'fc'.
+      input_shape: one step's input shape (per sample); output_shape: one step's output shape of ``layer``;
+      conv_output: ``(h_out, w_out, c_out)`` of a conv before pooling, None otherwise; kernel: the kernel shape.
+      attention: module path of a :class:`masnn_jax.nn.attention.MultiDimensionalAttention` applied to this op's
+        output (its own operations are counted from its shapes), or None; attention_shape: one step's shape it
+        acts on (default ``output_shape``).
+      time_steps: evaluations per inference (None: the model's ``T``; 1 for e.g. a stem conv evaluated once on a
+        still image).
+    """
+
+    name: str
+    macs_per_step: int
+    input: str
+    layer: str | None = None
+    kind: str = ""
+    input_shape: tuple = ()
+    output_shape: tuple = ()
+    conv_output: tuple | None = None
+    kernel: tuple = ()
+    attention: str | None = None
+    attention_shape: tuple | None = None
+    time_steps: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +111,10 @@ class Family:
       keys: the ``config.model`` keys it understands (others are refused, naming the key).
       execution_keys: keys that change how the network is computed, not what it computes or which parameters it has
         (a checkpoint written with one value loads with another).
-      interop: module path of its official-checkpoint converter (``from_official`` / ``to_official``), or None.
+      interop: module path of its official-checkpoint converter, or None. The module defines
+        ``from_official_torch(state_dict_or_path, config, **options) -> model`` and
+        ``to_official_torch(model, config=None, **options) -> state dict``; :mod:`masnn_jax.interop` imports it by
+        this path.
     """
 
     name: str

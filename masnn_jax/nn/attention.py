@@ -7,8 +7,7 @@ Source: Yao et al., "Attention Spiking Neural Networks", IEEE TPAMI 2023, Eqs. 1
 
 from __future__ import annotations
 
-import math
-from typing import Any, Callable, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -72,6 +71,12 @@ class MultiDimensionalAttention(nnx.Module):
       fc: the block sits after a fully connected layer (see above).
       rngs, param_dtype, dtype, kernel_init, precision: as in :class:`TemporalAttention`.
 
+    Attribute ``bypass`` (default False; a static attribute, so toggling it retraces): when True the block is the
+    identity in every placement — ``__call__`` / ``input_transform`` return ``x``, ``membrane_transform`` returns
+    ``u`` and :attr:`has_membrane_stage` is False — so the layer feeds its pre-activation straight to the neuron (no
+    gates, no official ReLU). :mod:`masnn_jax.analysis` sets it on every block of a model to compare the network
+    with and without attention (same weights).
+
     Submodules ``ta``, ``ca``, ``sa`` are ``None`` when not used. Parameter counts (T = 60,
     t_ratio = 5, c_ratio = 8): TA 1440; CA 2 C (C // 8), e.g. 1024 for C = 64, 4096 for
     C = 128; SA 18 (k = 3).
@@ -125,6 +130,7 @@ class MultiDimensionalAttention(nnx.Module):
         self.fc = bool(fc)
         self.dtype = dtype
         self.param_dtype = param_dtype
+        self.bypass = False
 
         letters = "" if scheme == "no" else scheme[:-1]  # 'TCSA' -> 'TCS'
         use_t = "T" in letters
@@ -156,8 +162,8 @@ class MultiDimensionalAttention(nnx.Module):
 
     @property
     def has_membrane_stage(self) -> bool:
-        """True when :meth:`membrane_transform` does anything (membrane placement with CA or SA)."""
-        return self.placement == "membrane" and (self.ca is not None or self.sa is not None)
+        """True when :meth:`membrane_transform` does anything (membrane placement with CA or SA, not bypassed)."""
+        return not self.bypass and self.placement == "membrane" and (self.ca is not None or self.sa is not None)
 
     # -- checks -------------------------------------------------------------------------
 
@@ -238,6 +244,8 @@ class MultiDimensionalAttention(nnx.Module):
         Raises:
           ValueError: wrong rank, T or C.
         """
+        if self.bypass:
+            return x
         if self.placement == "input":
             return self(x)
         self._check_sequence(x)
