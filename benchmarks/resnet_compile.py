@@ -1,0 +1,93 @@
+"""Compile time and compiled memory of one Att-Res-SNN train step (``masnn_jax.train.steps.train_step``).
+
+Prints one JSON object: for each depth (18/34/104 by default) the seconds to lower and compile the jitted train
+step (SGD with momentum from :func:`masnn_jax.train.optim.make_optimizer`, :class:`masnn_jax.train.tasks.ImageTask`)
+at 224×224×3, batch 2, T=1, and for every (depth, T) asked for the ``compiled.memory_analysis()`` temp / argument /
+output bytes. Nothing is executed: the step is only lowered and compiled.
+
+Usage::
+
+    python benchmarks/resnet_compile.py [--depths 18,34,104] [--T 1,4] [--batch 2] [--size 224] [--no-scan]
+        [--conv-impl auto|xla|im2col] [--unroll 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from masnn_jax import models
+from masnn_jax.config import train_defaults
+from masnn_jax.train import optim, steps, tasks
+
+
+def compile_step(depth: int, T: int, batch: int, size: int, scan_blocks: bool, conv_impl: str = "auto",
+                 unroll: int = 1) -> dict:
+    """Lowers and compiles one train step; returns seconds (build, lower, compile) and memory_analysis bytes."""
+    t0 = time.perf_counter()
+    cfg = dict(name="att_res_snn", depth=depth, T=T, input_shape=(size, size, 3), num_classes=1000,
+               attention="CSA", scan_blocks=scan_blocks, conv_impl=conv_impl, unroll=unroll)
+    model = nnx.eval_shape(lambda: models.build(cfg, rngs=nnx.Rngs(0)))
+    tc = train_defaults(optimizer="sgd", learning_rate=0.6, momentum=0.9, weight_decay=1e-5,
+                        schedule="torch_cosine", num_epochs=150, loss="cross_entropy", label_smoothing=0.1)
+    tx = optim.make_optimizer(tc, steps_per_epoch=100)
+    task = tasks.ImageTask(num_classes=1000, label_smoothing=0.1)
+    graphdef, state = _abstract_state(model, tx)  # as steps.init_state, without allocating anything
+    step = jax.jit(functools.partial(steps.train_step, graphdef=graphdef, tx=tx, task=task), donate_argnums=0)
+    batch_spec = {"image": jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32),
+                  "label": jax.ShapeDtypeStruct((batch,), jnp.int32)}
+    t1 = time.perf_counter()
+    lowered = step.lower(state, batch_spec)
+    t2 = time.perf_counter()
+    compiled = lowered.compile()
+    t3 = time.perf_counter()
+    mem = compiled.memory_analysis()
+    out = {"depth": depth, "T": T, "batch": batch, "size": size, "scan_blocks": scan_blocks, "conv_impl": conv_impl,
+           "build_s": round(t1 - t0, 2), "lower_s": round(t2 - t1, 2), "compile_s": round(t3 - t2, 2),
+           "lower_plus_compile_s": round(t3 - t1, 2)}
+    if mem is not None:
+        for key in ("temp_size_in_bytes", "argument_size_in_bytes", "output_size_in_bytes"):
+            out[key] = int(getattr(mem, key))
+    return out
+
+
+def _abstract_state(model, tx):
+    """``steps.init_state`` on an abstract model: ``(graphdef, {'params', 'rest', 'opt_state'})`` of shapes."""
+    model.train()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    opt_state = jax.eval_shape(tx.init, params)
+    return graphdef, {"params": params, "rest": rest, "opt_state": opt_state}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--depths", default="18,34,104")
+    p.add_argument("--T", default="1,4", help="time steps for the memory analysis of the deepest depth")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--no-scan", action="store_true", help="run stacked blocks in a Python loop")
+    p.add_argument("--conv-impl", default="auto", choices=("auto", "xla", "im2col"))
+    p.add_argument("--unroll", type=int, default=1, help="neuron time-loop unroll")
+    a = p.parse_args()
+    depths = [int(d) for d in a.depths.split(",") if d]
+    ts = [int(t) for t in a.T.split(",") if t]
+    runs = []
+    for depth in depths:
+        runs.append(compile_step(depth, 1, a.batch, a.size, not a.no_scan, a.conv_impl, a.unroll))
+    for t in ts:
+        if t != 1:
+            runs.append(compile_step(depths[-1], t, a.batch, a.size, not a.no_scan, a.conv_impl, a.unroll))
+    print(json.dumps({"backend": jax.default_backend(), "jax": jax.__version__, "machine": platform.machine(),
+                      "runs": runs}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
