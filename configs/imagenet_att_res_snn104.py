@@ -11,6 +11,7 @@ from __future__ import annotations
 import ml_collections
 
 from masnn_jax.config import train_defaults
+from masnn_jax.data import default_data_config
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -25,16 +26,11 @@ def get_config() -> ml_collections.ConfigDict:
     ))
     config.model.dtype = ml_collections.FieldReference(None, field_type=str)  # 'bfloat16' for mixed precision
 
-    try:  # the image pipeline (masnn_jax.data.images) is written in parallel; fall back to a placeholder
-        from masnn_jax.data import default_data_config
-
-        config.data = default_data_config("imagenet2012")
-    except Exception:  # noqa: BLE001 - any failure of the optional pipeline leaves the placeholder
-        config.data = ml_collections.ConfigDict(dict(name="imagenet2012", root="/path/to/imagenet2012"))
+    config.data = default_data_config("imagenet2012")  # set --config.data.root (README: ImageNet and other images)
 
     config.train = train_defaults(
         optimizer="sgd", momentum=0.9, nesterov=False, weight_decay=1e-5, weight_decay_mask="all",
-        learning_rate=0.6, batch_size=600, eval_batch_size=600, schedule="torch_cosine", min_lr=0.0,
+        learning_rate=0.6, lr_base_batch=600, batch_size=600, eval_batch_size=600, schedule="torch_cosine", min_lr=0.0,
         num_epochs=150, loss="cross_entropy", label_smoothing=0.1,
     )
     return config

@@ -263,7 +263,8 @@ def _train_locked(trainer: "Trainer", config: ml_collections.ConfigDict, workdir
         done = trainer.progress.epoch
         if (resumed and done > 0 and trainer.progress.batch == 0 and _eval_due(tc, done)
                 and not writer.has_row("test", trainer.progress.step)):
-            lr = optim.current_lr(tc, trainer.state["opt_state"], trainer.progress.step, trainer.steps_per_epoch)
+            lr = optim.current_lr(tc, trainer.state["opt_state"], max(trainer.progress.step - 1, 0),
+                                  trainer.steps_per_epoch)  # the rate of the epoch just trained
             print(f"Evaluating epoch {done} (trained and saved, but not evaluated)", flush=True)
             last_eval = _evaluate_epoch(trainer, writer, done, lr)
         elif done >= num_epochs:
@@ -319,7 +320,8 @@ def _train_locked(trainer: "Trainer", config: ml_collections.ConfigDict, workdir
             nonfinite = sums.pop("nonfinite", 0)
             trainer.progress.sums = {"loss": 0.0, "accuracy": 0.0, "firing_rate": 0.0, "n": 0, "nonfinite": 0}
             seconds = time.time() - t0
-            lr = optim.current_lr(tc, trainer.state["opt_state"], trainer.progress.step, trainer.steps_per_epoch)
+            lr = optim.current_lr(tc, trainer.state["opt_state"], max(trainer.progress.step - 1, 0),
+                                  trainer.steps_per_epoch)  # the rate of the epoch just trained
             writer.write({"step": trainer.progress.step, "epoch": epoch + 1, "split": "train",
                           **{k: v / max(n, 1) for k, v in sums.items()}, "nonfinite_steps": nonfinite, "lr": lr,
                           "seconds": seconds})

@@ -9,6 +9,9 @@ Optimisers (``config.train.optimizer``):
 * ``'adamw'``: ``torch.optim.AdamW`` (decoupled weight decay); ``weight_decay_mask='ndim>1'`` exempts 1-D
   parameters (biases, BatchNorm γ/β), as timm's ``param_groups_weight_decay`` does (Spikformer's recipe).
 
+``config.train.lr_base_batch`` (optional) applies the linear scaling rule: the rate used is
+``learning_rate · batch_size / lr_base_batch``.
+
 Schedules (``config.train.schedule``; every per-epoch schedule holds the rate constant within an epoch):
 
 * ``'constant'``; ``'plateau'``: ``ReduceLROnPlateau(plateau_factor, plateau_patience)`` on the training loss of
@@ -32,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "epoch_lr_fn", "make_schedule", "make_optimizer", "current_lr",
+__all__ = ["OPTIMIZERS", "SCHEDULES", "base_lr", "epoch_lr_fn", "make_schedule", "make_optimizer", "current_lr",
            "validate_optimizer_config"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -78,15 +81,28 @@ def validate_optimizer_config(tc) -> None:
     if schedule == "cosine_epoch" and int(_get(tc, "warmup_epochs", 0)) >= int(tc.num_epochs):
         raise ValueError(f"config.train.warmup_epochs={tc.get('warmup_epochs')} must be below "
                          f"config.train.num_epochs={tc.num_epochs}")
+    base = tc.get("lr_base_batch", None)
+    if base is not None and (isinstance(base, bool) or not isinstance(base, int) or base < 1):
+        raise ValueError(f"config.train.lr_base_batch must be a positive integer (or None), got {base!r}")
     if schedule == "step" and int(_get(tc, "step_epochs", 30)) < 1:
         raise ValueError(f"config.train.step_epochs must be >= 1, got {tc.get('step_epochs')!r}")
     if _get(tc, "weight_decay_mask", "all") not in ("all", "ndim>1"):
         raise ValueError(f"config.train.weight_decay_mask must be 'all' or 'ndim>1', got {tc.get('weight_decay_mask')!r}")
 
 
+def base_lr(tc) -> float:
+    """``config.train.learning_rate``, scaled by the linear rule ``batch_size / lr_base_batch`` when
+    ``lr_base_batch`` is set (the official Att-Res-SNN rate 0.6 is for a global batch of 600)."""
+    lr = float(tc.learning_rate)
+    base = tc.get("lr_base_batch", None)
+    if base:
+        lr *= int(tc.batch_size) / int(base)
+    return lr
+
+
 def epoch_lr_fn(tc) -> Callable[[jax.Array], jax.Array]:
     """For a per-epoch schedule: ``epoch (0-based, int array) -> learning rate`` (see the module docstring)."""
-    lr = float(tc.learning_rate)
+    lr = base_lr(tc)
     schedule = _get(tc, "schedule", "plateau")
     epochs = int(tc.num_epochs)
     min_lr = float(_get(tc, "min_lr", 0.0))
@@ -110,7 +126,7 @@ def epoch_lr_fn(tc) -> Callable[[jax.Array], jax.Array]:
 
 def make_schedule(tc, steps_per_epoch: int) -> optax.Schedule | float:
     """The learning rate as a function of the optimiser step (a float for 'constant' and 'plateau')."""
-    lr = float(tc.learning_rate)
+    lr = base_lr(tc)
     schedule = _get(tc, "schedule", "plateau")
     if schedule == "cosine":
         return optax.cosine_decay_schedule(lr, max(1, int(tc.num_epochs) * steps_per_epoch))
@@ -164,6 +180,6 @@ def current_lr(tc, opt_state, step: int, steps_per_epoch: int) -> float:
     """The learning rate in force at optimiser ``step`` (base rate × plateau scale for 'plateau')."""
     schedule = _get(tc, "schedule", "plateau")
     if schedule == "plateau":
-        return float(tc.learning_rate) * float(opt_state[-1].scale)
+        return base_lr(tc) * float(opt_state[-1].scale)
     lr = make_schedule(tc, steps_per_epoch)
     return float(lr(step)) if callable(lr) else float(lr)
