@@ -221,11 +221,10 @@ DATA_PARALLEL = textwrap.dedent(
         trainer = training.Trainer(config, "/tmp/unused", devices=jax.devices()[:n])
         out["initial"] = dict(checksum=[float(np.abs(np.asarray(l, np.float64)).sum())
                                         for l in jax.tree_util.tree_leaves(trainer.state["params"])])
-        batch = next(trainer._train_batches(0, 0))
-        frames = trainer._shard(batch["frames"]); labels = trainer._shard(batch["label"])
-        assert len(frames.sharding.device_set) == n
-        state, metrics = trainer._train_step(trainer.state, frames, labels)
-        state, metrics2 = trainer._train_step(state, frames, labels)
+        batch = trainer.device_batch(next(trainer.train_batches(0, 0)))
+        assert len(batch["frames"].sharding.device_set) == n
+        state, metrics = trainer.train_step(trainer.state, batch)
+        state, metrics2 = trainer.train_step(state, batch)
         leaves = [np.asarray(x, np.float64) for x in jax.tree_util.tree_leaves(state["params"])]
         out[f"{{n}}x{{chunks}}"] = dict(loss=float(metrics["loss"]), loss2=float(metrics2["loss"]),
                       checksum=[float(np.abs(l).sum()) for l in leaves])
