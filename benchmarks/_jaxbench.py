@@ -88,6 +88,38 @@ def execution_options(cfg: dict) -> dict:
     return {key: cfg.get(key) for key in models.execution_keys(cfg.get("name", "masnn"))}
 
 
+def resolved_execution(cfg: dict) -> dict:
+    """What the backend-aware 'auto' values of ``cfg`` mean on this machine's default backend: ``batch_chunks``
+    (an integer), ``conv_impl`` ('xla' | 'im2col'), ``neuron_impl`` ('scan' | 'pallas'), plus ``backend``."""
+    import jax
+
+    from masnn_jax.snn import chunking, ops, pallas_lif
+
+    return {
+        "backend": jax.default_backend(),
+        "batch_chunks": chunking.resolve_batch_chunks(cfg.get("batch_chunks", 1)),
+        "conv_impl": ops.resolve_conv_impl(cfg.get("conv_impl", "auto")),
+        "neuron_impl": pallas_lif.resolve_neuron_impl(cfg.get("neuron_impl", "auto")),
+    }
+
+
+def memory_analysis_mb(compiled) -> dict | None:
+    """The compiled step's own memory plan (``compiled.memory_analysis()``), in MB: ``temp`` (scratch the step
+    allocates), ``argument``, ``output``, ``alias`` (outputs written into donated arguments) and ``total`` = temp +
+    argument + output (an upper bound of what the step holds on the device; subtract ``alias`` for donated state).
+    Deterministic for a given XLA version, unlike the allocator's peak (which also counts autotuning buffers).
+    None where the backend gives no analysis."""
+    try:
+        ma = compiled.memory_analysis()
+        if isinstance(ma, (list, tuple)):
+            ma = ma[0]
+        mb = {k: getattr(ma, f"{k}_size_in_bytes") / 2**20 for k in ("temp", "argument", "output", "alias")}
+    except Exception:  # noqa: BLE001 - optional per backend
+        return None
+    mb["total"] = mb["temp"] + mb["argument"] + mb["output"]
+    return mb
+
+
 def make_train_step(model_cfg: dict, *, batch: int, seed: int = 0, donate: bool = True):
     """The library's train step (:func:`masnn_jax.train.train_step`, Adam + plateau, MSE: what ``train.py`` runs)
     for ``model_cfg``, jitted and compiled ahead of time, with its initial state and one synthetic batch of
@@ -127,6 +159,19 @@ def make_train_step(model_cfg: dict, *, batch: int, seed: int = 0, donate: bool 
         return compiled(state, {"frames": frames, "label": labels})
 
     step.lower = lambda state, frames, labels: compiled.lower(state, {"frames": frames, "label": labels})
+
+    def prime(state, frames, labels):
+        """Compiles the step ahead of time (timed) and installs that executable as the one ``step`` runs, so one
+        compile serves the timing, ``cost_analysis`` and ``memory_analysis``. Returns ``(compiled, seconds)``."""
+        batch = {"frames": frames, "label": labels}
+        t0 = time.perf_counter()
+        exe = compiled.jitted.lower(state, batch).compile()
+        seconds = time.perf_counter() - t0
+        compiled._compiled, compiled._key = exe, compiled._signature((state, batch))  # noqa: SLF001
+        training.release_host_memory()
+        return exe, seconds
+
+    step.prime = prime
     return step, state, jnp.asarray(frames), jnp.asarray(labels)
 
 
@@ -155,6 +200,19 @@ def cost_gflops(jitted, *args, reference=None) -> tuple[float | None, float]:
         except Exception:  # noqa: BLE001
             pass
     return _flops(compiled.cost_analysis()), compile_s
+
+
+def compiled_gflops(compiled, *args, reference=None) -> float | None:
+    """GFLOPs of one call of an already compiled step (see :func:`cost_gflops` for ``reference``)."""
+    if reference is not None:
+        try:
+            return _flops(reference.lower(*args).cost_analysis())
+        except Exception:  # noqa: BLE001
+            pass
+    try:
+        return _flops(compiled.cost_analysis())
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def flops_reference(model_cfg: dict, batch: int):

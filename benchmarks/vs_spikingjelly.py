@@ -8,7 +8,16 @@ Adam lr 1e-4 — is trained for a few steps
 * in masnn-jax, through ``masnn_jax.training.Trainer``'s real jitted train step (``benchmarks/_jaxbench.py``);
 * in SpikingJelly 2.x (torch), built here from ``layer.Conv2d/BatchNorm2d/AvgPool2d/Linear/BatchNorm1d`` in
   multi-step mode, ``layer.attention.MultiDimensionalAttention`` for the conv layers, and a few lines of torch for
-  the official neuron and the FC layers' temporal attention.
+  the official neuron and the FC layers' temporal attention (``torch``: the official-style Python time loop);
+* and, as a second torch anchor (``sjlif``), the same SpikingJelly net with SpikingJelly's own fused multi-step
+  ``neuron.LIFNode`` (its CUDA/Triton kernels on a GPU) in the settings closest to the official neuron
+  (:data:`SJ_LIF_KWARGS`; how it differs is written there: reset leaves 0 instead of 0.09, and a triangle
+  surrogate of the rectangle's peak and area).
+
+Each masnn-jax row also records ``execution`` (the config values), ``execution_resolved`` (what 'auto' means on
+this backend: batch_chunks, conv_impl, neuron_impl) and ``memory_analysis_mb`` (the compiled train step's
+``memory_analysis()``: temp, argument, output, alias and total = temp + argument + output, in MB); torch rows record
+their ``execution`` (neuron, device, autocast, and for ``sjlif`` the LIF settings and which implementation ran).
 
 Each framework runs in its own child process (so each peak RSS is its own: ``ru_maxrss`` of the child, or the
 device's peak allocation on a GPU), and the children alternate A B A B ... in one run so that the ratio is fair on
@@ -18,6 +27,7 @@ Usage::
 
     python benchmarks/vs_spikingjelly.py --T 16 --batch 16 --steps 3 --reps 2
     python benchmarks/vs_spikingjelly.py --T 60 --jax-set remat=layer
+    python benchmarks/vs_spikingjelly.py --T 60 --batch 64 --frameworks jax,torch,sjlif --jax-set neuron_impl=scan
     python benchmarks/vs_spikingjelly.py --quick          # small smoke run
 
 ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` is set for both children unless ``--no-hugetlb`` (it removes most
@@ -54,29 +64,64 @@ def run_jax(args) -> dict:
 
     dtype = None if args.dtype == "float32" else args.dtype
     cfg = jb.gesture_model_config(args.T, attention=args.attention, dtype=dtype, **_parse_set(args.jax_set))
+    cache = None
+    if args.compilation_cache:
+        from masnn_jax.train import enable_compilation_cache
+
+        cache = enable_compilation_cache(args.compilation_cache)
     step, state, frames, labels = jb.make_train_step(cfg, batch=args.batch)
-    gflops, compile_s = jb.cost_gflops(step, state, frames, labels, reference=jb.flops_reference(cfg, args.batch))
+    compiled, compile_s = step.prime(state, frames, labels)  # one compile: timing, FLOPs and memory plan
+    gflops = jb.compiled_gflops(compiled, state, frames, labels, reference=jb.flops_reference(cfg, args.batch))
+    memory_analysis = jb.memory_analysis_mb(compiled)
     state, times, first, metrics = jb.time_steps(step, state, frames, labels, args.steps)
     mem, mem_kind = jb.peak_memory_mb()
     med = statistics.median(times)
     return dict(
         framework="masnn-jax", jax_version=jax.__version__, model="dvs_gesture", attention=args.attention, T=args.T,
         batch=args.batch, dtype=args.dtype, devices=jb.devices_str(), options=_parse_set(args.jax_set),
-        execution=jb.execution_options(cfg),
+        execution=jb.execution_options(cfg), execution_resolved=jb.resolved_execution(cfg),
+        compilation_cache=cache,
         step_seconds=jb.summary(times), compile_seconds=compile_s, first_step_seconds=first, peak_rss_mb=mem,
-        memory_kind=mem_kind, gflops=gflops, gflops_per_s=(gflops / med if gflops else None),
-        loss=float(metrics["loss"]),
+        memory_kind=mem_kind, memory_analysis_mb=memory_analysis, gflops=gflops,
+        gflops_per_s=(gflops / med if gflops else None), loss=float(metrics["loss"]),
     )
 
 
 # --------------------------------------------------------------------------------------------------- torch child
 
 
-def build_spikingjelly(T: int, attention: str, dtype):
+#: The SpikingJelly fused multi-step LIF closest to the official MA-SNN neuron (the ``sjlif`` anchor). Official
+#: (``MA_SNN/module/LIF.py``): ``u = h + x``; ``s = u >= 0.3``; ``h = (s·0.3 + (1 − s)·u)·0.3``; rectangle
+#: surrogate ``2`` on ``|u − 0.3| < 0.25``. SpikingJelly ``LIFNode(decay_input=False)``: ``H = V − (V − V_reset)/τ
+#: + X``; ``S = H >= V_th``; hard reset ``V = S·V_reset + (1 − S)·H``. Matching: 1 − 1/τ = 0.3 (τ = 1/0.7),
+#: ``v_threshold`` = 0.3, reset not detached. Differences (SpikingJelly ties the reset target and the leak's
+#: resting potential to one ``v_reset``): with ``v_reset = 0`` a spike leaves ``h = 0`` where the official neuron
+#: leaves ``0.3·0.3 = 0.09`` (``v_reset = 0.3`` would instead add a bias 0.21 every step; the soft reset leaves
+#: ``0.3·(u − 0.3)``); and the fused kernels have no rectangle surrogate (Sigmoid, ATan, PiecewiseQuadratic,
+#: PiecewiseExp, SoftSign, SuperSpike, Erf), so ``PiecewiseQuadratic(alpha=2)``: a triangle of the same peak (2) and
+#: area (1), on ``|x| < 0.5`` instead of ``|x| < 0.25``. Same arithmetic per step and the same memory traffic: the
+#: timing compares like with like.
+SJ_LIF_KWARGS = dict(tau=1 / 0.7, decay_input=False, v_threshold=0.3, v_reset=0.0, detach_reset=False)
+SJ_LIF_SURROGATE = ("PiecewiseQuadratic", 2.0)
+
+
+def build_spikingjelly(T: int, attention: str, dtype, neuron_kind: str = "official"):
+    """The Gesture net in SpikingJelly (multi-step, ``[T, B, ...]``); ``neuron_kind`` 'official' (the official
+    neuron as a Python time loop of torch ops, autograd through every step) or 'sjlif' (SpikingJelly's fused
+    multi-step ``LIFNode`` with :data:`SJ_LIF_KWARGS`: its CUDA/Triton kernels on a GPU, its torch code on CPU)."""
     import torch
     from spikingjelly.activation_based import layer
 
     v_th, alpha, a = 0.3, 0.3, 0.5
+
+    def make_neuron():
+        if neuron_kind == "official":
+            return OfficialLIF()
+        from spikingjelly.activation_based import neuron, surrogate
+
+        sg_name, sg_alpha = SJ_LIF_SURROGATE
+        return neuron.LIFNode(surrogate_function=getattr(surrogate, sg_name)(alpha=sg_alpha), step_mode="m",
+                              **SJ_LIF_KWARGS)
 
     class Spike(torch.autograd.Function):
         @staticmethod
@@ -131,7 +176,7 @@ def build_spikingjelly(T: int, attention: str, dtype):
             mods.append(layer.attention.MultiDimensionalAttention(
                 T, c_out, reduction_t=jb.gesture_t_ratio(T), reduction_c=8, kernel_size=3,
                 use_temporal=use_t, use_channel=use_c, use_spatial=use_s))
-        mods.append(OfficialLIF())
+        mods.append(make_neuron())
         c_in, hw = c_out, hw // pool
     mods.append(layer.Flatten(step_mode="m"))
     sizes = [c_in * hw * hw, *GESTURE["fc"], GESTURE["num_classes"]]
@@ -139,7 +184,7 @@ def build_spikingjelly(T: int, attention: str, dtype):
         mods += [layer.Linear(n_in, n_out, bias=True, step_mode="m"), layer.BatchNorm1d(n_out, step_mode="m")]
         if use_t:
             mods.append(FCTimeAttention(T, jb.gesture_t_ratio(T)))
-        mods.append(OfficialLIF())
+        mods.append(make_neuron())
     return torch.nn.Sequential(*mods).to(dtype)
 
 
@@ -152,8 +197,11 @@ def run_torch(args) -> dict:
     torch.set_num_threads(args.threads or os.cpu_count())
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
+    from spikingjelly.activation_based import functional as sj_functional
+
     torch.manual_seed(0)
-    net = build_spikingjelly(args.T, args.attention, torch.float32).to(dev)
+    neuron_kind = "sjlif" if args.child == "sjlif" else "official"
+    net = build_spikingjelly(args.T, args.attention, torch.float32, neuron_kind).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8)
     rng = np.random.default_rng(0)
     hw, c = GESTURE["input_hw"], GESTURE["in_ch"]
@@ -163,6 +211,7 @@ def run_torch(args) -> dict:
 
     def step():
         opt.zero_grad(set_to_none=True)
+        sj_functional.reset_net(net)  # LIFNode keeps its last membrane state: every step starts from v = v_reset
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=(dtype == torch.bfloat16)):
             out = net(frames).mean(0)
         loss = torch.nn.functional.mse_loss(out.float(), onehot)
@@ -186,15 +235,44 @@ def run_torch(args) -> dict:
         mem, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "ru_maxrss"
     import spikingjelly
 
+    execution = {"neuron": neuron_kind, "device": dev.type, "autocast": args.dtype if dtype != torch.float32 else None,
+                 "threads": torch.get_num_threads()}
+    if neuron_kind == "sjlif":
+        execution["lif"] = dict(SJ_LIF_KWARGS, surrogate=f"{SJ_LIF_SURROGATE[0]}(alpha={SJ_LIF_SURROGATE[1]})")
+        execution["lif_implementation"] = _sj_lif_implementation(dev)
     return dict(
-        framework="spikingjelly", torch_version=torch.__version__,
-        spikingjelly_version=getattr(spikingjelly, "__version__", "2.x"), model="dvs_gesture",
+        framework="spikingjelly" if neuron_kind == "official" else "spikingjelly-lif", execution=execution,
+        torch_version=torch.__version__,
+        spikingjelly_version=_sj_version(spikingjelly), model="dvs_gesture",
         attention=args.attention, T=args.T, batch=args.batch, dtype=args.dtype,
         devices=f"1x{dev.type}" + (f":{torch.cuda.get_device_name()}" if dev.type == "cuda" else ""),
         step_seconds=jb.summary(times), compile_seconds=0.0, first_step_seconds=first, peak_rss_mb=mem,
         memory_kind=kind, gflops=None, gflops_per_s=None, loss=loss,
         parameters=sum(p.numel() for p in net.parameters()),
     )
+
+
+def _sj_version(module) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("spikingjelly")
+    except Exception:  # noqa: BLE001
+        return getattr(module, "__version__", "2.x")
+
+
+def _sj_lif_implementation(dev) -> str:
+    """Which implementation SpikingJelly's multi-step LIF ran: 'cpu' (its torch code), or on CUDA the one its
+    selector picked ('cuda' native, 'triton' or 'torch'; ``SJ_LIF_CUDA_IMPLEMENTATION`` forces one)."""
+    if dev.type != "cuda":
+        return "cpu"
+    try:
+        from spikingjelly._ops.lif import _selection
+
+        chosen = {getattr(v, "name", str(v)) for v in getattr(_selection, "_selections", {}).values()}
+        return ",".join(sorted(chosen)) or "unknown (none selected: torch reference path?)"
+    except Exception as e:  # noqa: BLE001 - private API; report rather than fail the run
+        return f"unknown ({type(e).__name__}: {e})"
 
 
 # --------------------------------------------------------------------------------------------------- parent
@@ -209,19 +287,23 @@ def main(argv=None):
     p.add_argument("--attention", default="TCSA")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--threads", type=int, default=2, help="torch threads and XLA CPU threads (0: all cores)")
-    p.add_argument("--frameworks", default="jax,torch", help="comma list of jax,torch")
+    p.add_argument("--frameworks", default="jax,torch",
+                   help="comma list of jax, torch (SpikingJelly with the official neuron as a Python loop), sjlif "
+                        "(SpikingJelly with its fused multi-step LIFNode, the closest settings: see SJ_LIF_KWARGS)")
+    p.add_argument("--compilation-cache", default="", metavar="DIR",
+                   help="masnn-jax: JAX's persistent compilation cache in DIR (default off: compile times uncached)")
     p.add_argument("--jax-set", action="append", default=[], metavar="KEY=VALUE",
                    help="config.model override for masnn-jax, e.g. conv_impl=xla, remat=layer")
     p.add_argument("--no-hugetlb", action="store_true", help="do not set GLIBC_TUNABLES=glibc.malloc.hugetlb=1")
     p.add_argument("--quick", action="store_true", help="T=min(T, 5), batch 2, 1 step, 1 rep (smoke test)")
-    p.add_argument("--child", choices=["jax", "torch"], help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=["jax", "torch", "sjlif"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.T, args.batch, args.steps, args.reps = min(args.T, 5), min(args.batch, 2), 1, 1
     if args.child == "jax":
         jb.emit(run_jax(args))
         return
-    if args.child == "torch":
+    if args.child in ("torch", "sjlif"):
         jb.emit(run_torch(args))
         return
 
@@ -229,9 +311,9 @@ def main(argv=None):
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name} must be >= 1, got {getattr(args, name)}")
     frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
-    bad = sorted(set(frameworks) - {"jax", "torch"})
+    bad = sorted(set(frameworks) - {"jax", "torch", "sjlif"})
     if bad or not frameworks:
-        raise SystemExit(f"error: --frameworks takes a comma list of jax,torch; got {args.frameworks!r}")
+        raise SystemExit(f"error: --frameworks takes a comma list of jax,torch,sjlif; got {args.frameworks!r}")
     if "jax" in frameworks:  # a bad --jax-set is one line here, not a traceback from every child
         jb.check_model_config(jb.gesture_model_config(args.T, attention=args.attention, **_parse_set(args.jax_set)))
     env = dict(os.environ)
@@ -241,6 +323,8 @@ def main(argv=None):
     base = [sys.executable, os.path.abspath(__file__), "--T", str(args.T), "--batch", str(args.batch),
             "--steps", str(args.steps), "--attention", args.attention, "--dtype", args.dtype,
             "--threads", str(args.threads)]
+    if args.compilation_cache:
+        base += ["--compilation-cache", args.compilation_cache]
     for item in args.jax_set:
         base += ["--jax-set", item]
     failed = 0
@@ -276,6 +360,10 @@ def main(argv=None):
         pairs = [tr["step_seconds"]["median"] / jr["step_seconds"]["median"]
                  for jr, tr in zip(results["jax"], results["torch"])]
         summary["speedup_per_pair"] = pairs
+    if all(results.get(f) for f in ("jax", "sjlif")):
+        j, t = summary["jax"], summary["sjlif"]
+        summary["speedup_jax_over_sjlif"] = t["step_seconds_median"] / j["step_seconds_median"]
+        summary["memory_ratio_jax_to_sjlif"] = j["peak_rss_mb"] / t["peak_rss_mb"]
     print(json.dumps(summary), flush=True)
     if failed:
         raise SystemExit(f"error: {failed} child run(s) failed (their stderr is in the 'error' lines above)")

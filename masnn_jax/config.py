@@ -26,7 +26,8 @@ def train_defaults(**overrides) -> ml_collections.ConfigDict:
         num_epochs=300, batch_size=128, eval_batch_size=128, optimizer="adam", learning_rate=1e-4, b1=0.9,
         b2=0.999, eps=1e-8, momentum=0.9, nesterov=False, weight_decay=0.0, weight_decay_mask="all",
         schedule="plateau", plateau_factor=0.1, plateau_patience=5, min_lr=0.0, warmup_epochs=0, warmup_lr=0.0,
-        step_epochs=30, step_gamma=0.1, loss="mse", label_smoothing=0.0, eval_every_epochs=1,
+        step_epochs=30, step_gamma=0.1, lr_base_batch=None, max_nonfinite_steps=10, num_threads=0, loss="mse",
+        label_smoothing=0.0, eval_every_epochs=1,
         checkpoint_every_steps=0, max_to_keep=3, num_workers=0,
     ))
     t.update(overrides)
@@ -72,6 +73,7 @@ def base_config(*, arch: str | None, T: int, dataset: str = "digits_dvs", attent
     m.conv_impl = "auto"  # 'auto' = im2col on CPU, XLA's (cuDNN's) conv elsewhere; 'xla' | 'im2col'
     m.remat = "none"  # 'layer': recompute each spiking layer in the backward pass (memory for long T)
     m.batch_chunks = ml_collections.FieldReference("auto", field_type=object)  # n > 1: BN/pool/attention/neuron of conv layers in n chunks; 'auto': 8 on CPU, 1 on GPU
+    m.neuron_impl = "auto"  # the neuron's time loop: 'auto' = fused Pallas kernel on GPU, lax.scan elsewhere; 'scan' | 'pallas'
     m.dtype = ml_collections.FieldReference(None, field_type=str)
     m.param_dtype = "float32"
 

@@ -89,4 +89,4 @@ def test_bad_jax_set_is_one_line_before_any_child(script, item, message):
 def test_vs_spikingjelly_short_T_runs():
     """T below the official t_ratio (5) would leave the temporal MLP without hidden units: both frameworks use 1."""
     rows = _run("vs_spikingjelly.py", "--T", "3", "--batch", "2", "--steps", "1", "--reps", "1", "--frameworks", "jax")
-    assert rows[0]["T"] == 3 and "error" not in rows[0] and rows[0]["execution"]["batch_chunks"] == 8
+    assert rows[0]["T"] == 3 and "error" not in rows[0] and rows[0]["execution_resolved"]["batch_chunks"] == 8

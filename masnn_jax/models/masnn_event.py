@@ -102,6 +102,7 @@ class MASNN(nnx.Module):
         param_dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
+        neuron_impl = pallas_lif.resolve_neuron_impl(neuron_impl)  # 'scan' | 'pallas', set on every neuron below
         h, w, c_in = (int(v) for v in input_shape)
         if len(pools) != len(channels):
             raise ValueError(f"model.pools has {len(pools)} entries but model.channels has {len(channels)}")
@@ -133,9 +134,8 @@ class MASNN(nnx.Module):
         self.convs = nnx.List(convs)
         sizes = [c_in * h * w, *fc, self.num_classes]
         self.fcs = nnx.List([layers_lib.DenseAttLIF(a, b, **common) for a, b in zip(sizes[:-1], sizes[1:])])
-        impl = pallas_lif.resolve_neuron_impl(neuron_impl)
         for layer in self.spiking_layers:
-            layer.neuron.impl = impl
+            layer.neuron.impl = neuron_impl
 
     @property
     def spiking_layers(self) -> list[nnx.Module]:

@@ -10,7 +10,6 @@ Source: ``MA_SNN/module/LIF_Module.py`` (``ConvAttLIF``, ``AttLIF``) of the offi
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -19,7 +18,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from masnn_jax.nn import attention as attention_lib
-from masnn_jax.snn import chunking, neurons, ops
+from masnn_jax.snn import chunking, neurons, ops, pallas_lif
 from masnn_jax.snn import surrogate as surrogate_lib
 from masnn_jax.snn.norm import BatchNorm
 
@@ -140,12 +139,18 @@ class SpikingNeuron(nnx.Module):
     Args:
       params: ``LIFParams`` (static), or a dict of :class:`~masnn_jax.snn.neurons.PLIF` keyword arguments.
       checkpoint, unroll: passed to :func:`~masnn_jax.snn.neurons.lif`.
+      impl: 'auto' | 'scan' | 'pallas' (``config.model.neuron_impl``), resolved here once
+        (:func:`masnn_jax.snn.pallas_lif.resolve_neuron_impl`: 'auto' = the fused Pallas kernel on GPU, the scan
+        elsewhere) and stored as ``self.impl``; calls the kernel cannot run (PLIF, a membrane ``transform``,
+        ``return_v``, LIAF) use the scan.
     Call:
       ``neuron(x, transform=None, return_v=False)``, ``x`` of shape ``(B, T, ...)``; returns spikes (or LIAF
       values) of the same shape and dtype, and the membrane trace when ``return_v``.
     """
 
-    def __init__(self, params, *, checkpoint: bool = False, unroll: int = 1, param_dtype=jnp.float32):
+    def __init__(self, params, *, checkpoint: bool = False, unroll: int = 1, param_dtype=jnp.float32,
+                 impl: str = "auto"):
+        self.impl = pallas_lif.resolve_neuron_impl(impl)
         if isinstance(params, dict):
             self.plif = neurons.PLIF(param_dtype=param_dtype, **params)
             self.params = None
@@ -161,7 +166,8 @@ class SpikingNeuron(nnx.Module):
 
     def __call__(self, x, *, transform=None, return_v: bool = False):
         return neurons.lif(
-            x, self.lif_params(), transform=transform, return_v=return_v, checkpoint=self.checkpoint, unroll=self.unroll
+            x, self.lif_params(), transform=transform, return_v=return_v, checkpoint=self.checkpoint, unroll=self.unroll,
+            impl=self.impl,
         )
 
 

@@ -170,8 +170,10 @@ def lif(
     checkpoint: bool = False,
     unroll: int | bool = 1,
     time_axis: int = 1,
+    impl: str = "auto",
 ) -> jax.Array | tuple[jax.Array, jax.Array]:
-    """Runs the general LIF neuron over a sequence with ``jax.lax.scan``.
+    """Runs the general LIF neuron over a sequence with ``jax.lax.scan`` (or the fused kernel of
+    :mod:`masnn_jax.snn.pallas_lif`, see ``impl``).
 
     Args:
       x: input currents, ``(B, T, ...)`` batch-major (time on ``time_axis``, default 1), floating (f16/bf16/f32/f64).
@@ -183,10 +185,15 @@ def lif(
       checkpoint: wrap the step in ``jax.checkpoint`` (recompute the step in the backward pass; less memory).
       unroll: ``jax.lax.scan`` unroll factor.
       time_axis: axis of ``x`` that holds time.
+      impl: 'scan' (``jax.lax.scan``, the reference), 'pallas' (one fused Pallas kernel for the time loop and one for
+        its backward pass; interpret mode off GPU) or 'auto' (pallas on GPU, scan elsewhere). Where the kernel does
+        not support the call (a ``transform``, ``h0``, ``return_v``, LIAF output, traced or per-channel parameters
+        such as PLIF's, a custom surrogate: :func:`masnn_jax.snn.pallas_lif.supports`) the scan runs. The kernel
+        differentiates in reverse mode only (``jax.custom_vjp``); ``checkpoint`` and ``unroll`` are scan options.
     Returns:
       spikes (or LIAF outputs) of ``x``'s shape and dtype; with ``return_v`` a pair ``(out, u)``.
     Raises:
-      ValueError: ``x`` of rank < 2, non-floating dtype, or bad ``p`` (see :meth:`LIFParams.validate`).
+      ValueError: ``x`` of rank < 2, non-floating dtype, bad ``p`` (see :meth:`LIFParams.validate`), unknown ``impl``.
 
     Source: the general form of the official ``ConvIFCell``/``IFCell`` loop (``MA_SNN/module/LIF.py``) and of
     SpikingJelly's multi-step ``LIFNode``.
@@ -197,6 +204,12 @@ def lif(
         raise ValueError(f"lif expects x of shape (B, T, ...), got shape {x.shape}")
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(f"lif expects a floating x, got dtype {x.dtype}")
+    if impl != "scan":
+        from masnn_jax.snn import pallas_lif  # imports jax.experimental.pallas only when asked for
+
+        if pallas_lif.resolve_neuron_impl(impl) == "pallas" and pallas_lif.supports(
+                x, p, transform=transform, h0=h0, return_v=return_v)[0]:
+            return pallas_lif.lif_pallas(x, p, time_axis=time_axis)
     xs = jnp.moveaxis(x, time_axis, 0)
     if h0 is None:
         h0 = jnp.broadcast_to(jnp.asarray(p.v_init, x.dtype), xs.shape[1:])
