@@ -4,7 +4,7 @@ Model: ``cifar10/model.py`` (nn.Linear q/k/v/proj/MLP with bias, trunc_normal(0.
 32×32×3, T = 4 (``cifar10.yml`` time_step), embed_dim 384, depth 4, 12 heads, 10 classes: 9,324,730 parameters
 (the paper's Tab. 3 lists 9.32 M). Recipe (``cifar10.yml`` + ``train.py``, spec §4): AdamW lr 5e-4, weight
 decay 0.06 on parameters with ndim > 1 only, per-epoch cosine with 20 warm-up epochs from 1e-5 down to 1e-5, 310
-epochs (300 + 10 cool-down; see the ImageNet configs for how 'cosine_epoch' differs from timm's scheduler), batch
+epochs (300 + 10 cool-down: 'timm_cosine', timm's CosineLRScheduler), batch
 128, label smoothing 0.1. Data: this project has no CIFAR reader, so ``config.data`` reads CIFAR-10 exported as an
 ImageFolder (``<root>/train/<class>/*.png`` and ``<root>/val/<class>/*.png``; set ``--config.data.root``) with the
 official augmentation that the pipeline has: resize only (RandomResizedCrop scale = ratio = (1, 1)), horizontal flip
@@ -41,7 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.eval_resize = 32
     config.train = train_defaults(
         optimizer="adamw", learning_rate=5e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.06,
-        weight_decay_mask="ndim>1", schedule="cosine_epoch", warmup_epochs=20, warmup_lr=1e-5, min_lr=1e-5,
+        weight_decay_mask="ndim>1", schedule="timm_cosine", cooldown_epochs=10, warmup_epochs=20, warmup_lr=1e-5, min_lr=1e-5,
         num_epochs=310, batch_size=128, eval_batch_size=128, loss="cross_entropy", label_smoothing=0.1,
     )
     return config

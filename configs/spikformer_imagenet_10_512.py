@@ -4,9 +4,8 @@ Model: ``imagenet/model.py`` with embed_dim 512, depth 10, 8 heads (8 heads: UNV
 224×224×3, T = 4, 1000 classes; 36,005,416 parameters (the paper's Tab. 2 lists 36.01 M). Recipe (``imagenet/imagenet.yml`` + ``train.py``, spec §4):
 AdamW (betas 0.9/0.999, eps 1e-8), lr 5e-4, weight decay 0.05 on parameters with ndim > 1 only, per-epoch cosine
 with 20 warm-up epochs from 1e-6 down to 1e-5, 310 epochs, label smoothing 0.1, batch 192 (24 per GPU × 8, README
-launch). Difference: timm's CosineLRScheduler runs the cosine over epochs 0-299 counted from epoch 0 (warm-up
-included) and holds 1e-5 for 10 cool-down epochs; this project's 'cosine_epoch' counts the cosine from the end of
-warm-up over all 310 epochs. Data: imagenet2012 with RandomResizedCrop scale (1, 1) ratio (3/4, 4/3), bicubic,
+launch); schedule 'timm_cosine' = timm's CosineLRScheduler (cosine over epochs 0-299 counted from epoch 0,
+warm-up included, then 1e-5 for 10 cool-down epochs). Data: imagenet2012 with RandomResizedCrop scale (1, 1) ratio (3/4, 4/3), bicubic,
 horizontal flip, eval crop_pct 1.0 (resize 224). Not reproduced here: timm ``rand-m9-mstd0.5-inc1``, RandomErasing
 0.25, Mixup 0.8 / CutMix 1.0 (not wired into this project's image pipeline), AMP.
 
@@ -42,7 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
         config.data = ml_collections.ConfigDict(dict(name="imagenet2012", root="/path/to/imagenet2012"))
     config.train = train_defaults(
         optimizer="adamw", learning_rate=5e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.05,
-        weight_decay_mask="ndim>1", schedule="cosine_epoch", warmup_epochs=20, warmup_lr=1e-6, min_lr=1e-5,
+        weight_decay_mask="ndim>1", schedule="timm_cosine", cooldown_epochs=10, warmup_epochs=20, warmup_lr=1e-6, min_lr=1e-5,
         num_epochs=310, batch_size=192, eval_batch_size=192, loss="cross_entropy", label_smoothing=0.1,
     )
     return config

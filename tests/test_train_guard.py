@@ -133,6 +133,25 @@ def test_cosine_epoch_warmup_and_step_schedules():
     np.testing.assert_allclose([float(step(e)) for e in range(5)], [1, 1, 0.5, 0.5, 0.25])
 
 
+def test_timm_cosine_equals_timm_cosine_lr_scheduler_rule():
+    # timm CosineLRScheduler(t_initial=E-C, lr_min, warmup_t=W, warmup_lr_init, t_in_epochs=True), restated:
+    # t < W: warmup_lr_init + t·(base − warmup_lr_init)/W; t < t_initial: lr_min + ½(base − lr_min)(1 + cos(π t/t_i));
+    # afterwards lr_min (cycle_limit 1).
+    E, C, W, base, lo, w0 = 12, 2, 3, 5e-4, 1e-5, 1e-6
+    expected = []
+    for t in range(E):
+        if t < W:
+            expected.append(w0 + t * (base - w0) / W)
+        elif t < E - C:
+            expected.append(lo + 0.5 * (base - lo) * (1 + math.cos(math.pi * t / (E - C))))
+        else:
+            expected.append(lo)
+    cfg = _cfg(schedule="timm_cosine", learning_rate=base, num_epochs=E, cooldown_epochs=C, warmup_epochs=W,
+               min_lr=lo, warmup_lr=w0)
+    sched = optim.make_schedule(cfg, 4)
+    np.testing.assert_allclose([float(sched(4 * t + 1)) for t in range(E)], expected, rtol=1e-5)
+
+
 def test_sgd_coupled_weight_decay_equals_torch_rule():
     # torch SGD(momentum=m, weight_decay=wd): g' = g + wd·p; buf = m·buf + g'; p -= lr·buf
     tx = optim.make_optimizer(_cfg(optimizer="sgd", learning_rate=0.1, momentum=0.9, weight_decay=0.01,

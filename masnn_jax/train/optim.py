@@ -23,6 +23,10 @@ Schedules (``config.train.schedule``; every per-epoch schedule holds the rate co
 * ``'cosine_epoch'``: per-epoch cosine with ``warmup_epochs`` of linear warm-up from ``warmup_lr``: epoch e < W
   trains at ``warmup_lr + (lr − warmup_lr)·e/W``, later epochs at
   ``min_lr + (lr − min_lr)·(1 + cos(π·(e − W)/(num_epochs − W)))/2``;
+* ``'timm_cosine'``: timm's ``CosineLRScheduler(t_initial=num_epochs − cooldown_epochs, warmup_t=warmup_epochs,
+  warmup_lr_init=warmup_lr, lr_min=min_lr, t_in_epochs=True)`` (Spikformer's recipe): the same warm-up, then
+  ``min_lr + (lr − min_lr)·(1 + cos(π·e/t_initial))/2`` counted from epoch 0 (warm-up included, no
+  ``warmup_prefix``), and ``min_lr`` for the last ``cooldown_epochs`` epochs;
 * ``'step'``: ``lr · step_gamma^⌊e / step_epochs⌋`` (per-epoch staircase, ``torch.optim.lr_scheduler.StepLR``).
 """
 
@@ -39,8 +43,8 @@ __all__ = ["OPTIMIZERS", "SCHEDULES", "base_lr", "epoch_lr_fn", "make_schedule",
            "validate_optimizer_config"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("plateau", "constant", "cosine", "torch_cosine", "cosine_epoch", "step")
-_PER_EPOCH = ("torch_cosine", "cosine_epoch", "step")
+SCHEDULES = ("plateau", "constant", "cosine", "torch_cosine", "cosine_epoch", "timm_cosine", "step")
+_PER_EPOCH = ("torch_cosine", "cosine_epoch", "timm_cosine", "step")
 
 
 def _get(tc, key, default):
@@ -68,7 +72,7 @@ def validate_optimizer_config(tc) -> None:
             ok = False
         if not ok:
             raise ValueError(f"config.train.{key} must be a positive number, got {tc.get(key)!r}")
-    for key in ("weight_decay", "warmup_epochs", "min_lr", "warmup_lr"):
+    for key in ("weight_decay", "warmup_epochs", "min_lr", "warmup_lr", "cooldown_epochs"):
         value = tc.get(key)
         if value is None:
             continue
@@ -78,7 +82,10 @@ def validate_optimizer_config(tc) -> None:
             ok = False
         if not ok:
             raise ValueError(f"config.train.{key} must be a number >= 0, got {value!r}")
-    if schedule == "cosine_epoch" and int(_get(tc, "warmup_epochs", 0)) >= int(tc.num_epochs):
+    if schedule == "timm_cosine" and int(_get(tc, "cooldown_epochs", 0)) >= int(tc.num_epochs):
+        raise ValueError(f"config.train.cooldown_epochs={tc.get('cooldown_epochs')} must be below "
+                         f"config.train.num_epochs={tc.num_epochs}")
+    if schedule in ("cosine_epoch", "timm_cosine") and int(_get(tc, "warmup_epochs", 0)) >= int(tc.num_epochs):
         raise ValueError(f"config.train.warmup_epochs={tc.get('warmup_epochs')} must be below "
                          f"config.train.num_epochs={tc.num_epochs}")
     base = tc.get("lr_base_batch", None)
@@ -118,6 +125,18 @@ def epoch_lr_fn(tc) -> Callable[[jax.Array], jax.Array]:
             return jnp.where(e < warm, warm_lr + (lr - warm_lr) * e / max(warm, 1), cos)
 
         return fn
+    if schedule == "timm_cosine":
+        warm = int(_get(tc, "warmup_epochs", 0))
+        warm_lr = float(_get(tc, "warmup_lr", 0.0))
+        t_initial = epochs - int(_get(tc, "cooldown_epochs", 0))
+
+        def timm_fn(e):
+            e = jnp.asarray(e, jnp.float32)
+            cos = min_lr + (lr - min_lr) * (1 + jnp.cos(jnp.pi * e / t_initial)) / 2
+            cos = jnp.where(e >= t_initial, min_lr, cos)
+            return jnp.where(e < warm, warm_lr + (lr - warm_lr) * e / max(warm, 1), cos)
+
+        return timm_fn
     if schedule == "step":
         gamma, every = float(_get(tc, "step_gamma", 0.1)), int(_get(tc, "step_epochs", 30))
         return lambda e: lr * gamma ** (e // every)
