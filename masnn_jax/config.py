@@ -27,7 +27,7 @@ def train_defaults(**overrides) -> ml_collections.ConfigDict:
         b2=0.999, eps=1e-8, momentum=0.9, nesterov=False, weight_decay=0.0, weight_decay_mask="all",
         schedule="plateau", plateau_factor=0.1, plateau_patience=5, min_lr=0.0, warmup_epochs=0, warmup_lr=0.0,
         step_epochs=30, step_gamma=0.1, lr_base_batch=None, max_nonfinite_steps=10, num_threads=0, loss="mse",
-        label_smoothing=0.0, cooldown_epochs=0, eval_every_epochs=1,
+        label_smoothing=0.0, cooldown_epochs=0, init_from="", eval_every_epochs=1,
         checkpoint_every_steps=0, max_to_keep=3, num_workers=0,
     ))
     t.update(overrides)

@@ -337,16 +337,17 @@ def summary(report: dict[str, Any], out_dir: str | None = None) -> str:
     """A short text summary of a report (one line per layer, totals, the bypass comparison, gradient ratios)."""
     src, em, t = report["source"], report["energy_model"], report["totals"]
     step = f", step {src['checkpoint_step']}" if src["checkpoint_step"] is not None else ""
+    wn = max([7] + [len(str(l["name"])) + 1 for l in report["layers"]])  # name column (long block names)
     lines = [
         f"MA-SNN analysis ({src['init']}{step}; attention {src['model']['attention']}, T={t['T']}, BN "
         f"{src['batch_norm']}) on {report['dataset']['name']} test: {report['dataset']['samples']} samples; "
         f"energy {em['name']} (E_MAC {em['e_mac_pj']} pJ, E_AC {em['e_ac_pj']} pJ)",
-        f"{'layer':<7}{'neurons':>9}{'rate':>9}{'spikes/smp':>12}{'MACs':>12}{'SOPs':>12}{'att. MACs':>11}"
+        f"{'layer':<{wn}}{'neurons':>9}{'rate':>9}{'spikes/smp':>12}{'MACs':>12}{'SOPs':>12}{'att. MACs':>11}"
         f"{'energy pJ':>12}",
     ]
     for l in report["layers"]:
         lines.append(
-            f"{l['name']:<7}{_num(l['neurons'], ','):>9}{_num(l['firing_rate'], '.4f'):>9}"
+            f"{l['name']:<{wn}}{_num(l['neurons'], ','):>9}{_num(l['firing_rate'], '.4f'):>9}"
             f"{_num(l['spikes_per_sample'], '.1f'):>12}"
             f"{_fmt(l['macs']):>12}{_fmt(l['sops']) + ('*' if l['op_kind'] == 'MAC' else ''):>12}"
             f"{_fmt(None if l['attention_macs'] is None else l['attention_macs'] + l['attention_mults']):>11}"

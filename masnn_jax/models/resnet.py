@@ -151,7 +151,9 @@ class BasicBlock(nnx.Module):
         if self.attention is None:
             return u
         if self.placement == "official":
-            return self.attention(u)
+            # input_transform == attention(u) in 'input' placement, and honours ``bypass`` (analysis), which
+            # MultiDimensionalAttention.__call__ does not
+            return self.attention.input_transform(u)
         u = self.attention.input_transform(u)
         return _split_bt(self.attention.membrane_transform(_merge_bt(u)), u.shape[0])
 
@@ -231,21 +233,35 @@ class Stage(nnx.Module):
 
         self.rest = make(rngs)
 
+    def _output_perturbation(self, x: jax.Array) -> jax.Array | None:
+        """``(blocks − 1, *x.shape)`` perturbation added to each stacked block's output while
+        :func:`masnn_jax.analysis.capture.forward` probes ``stages[i].rest``'s output (its ``perturb`` marks the
+        module with ``_analysis_probe``; the stacked blocks run ``forward`` inside the scan, never ``__call__``, so
+        the stage adds it itself: ``Module.perturb`` on the stacked module, one slice per block; the gradient w.r.t.
+        it is the per-block output gradient). None otherwise: the normal forward pass is unchanged."""
+        if "output" not in getattr(self.rest, "_analysis_probe", ""):
+            return None
+        return self.rest.perturb("output", jnp.zeros((self.num_rest,) + x.shape, x.dtype))
+
     def _run_rest(self, x: jax.Array) -> jax.Array:
         graphdef, params, stats, other = nnx.split(self.rest, nnx.Param, nnx.BatchStat, ...)
+        pert = self._output_perturbation(x)
 
         def body(h, xs):
-            p, s = xs
+            p, s = xs[:2]
             block = nnx.merge(graphdef, p, s, other, copy=True)
             h, spikes = block.forward(h)
+            if len(xs) > 2:  # analysis probe only (see _output_perturbation)
+                h = h + xs[2].astype(h.dtype)
             return h, (nnx.state(block, nnx.BatchStat), spikes)
 
+        xs = (params, stats) if pert is None else (params, stats, pert)
         if self.scan_blocks:
-            x, (new_stats, (s1, s2)) = jax.lax.scan(body, x, (params, stats))
+            x, (new_stats, (s1, s2)) = jax.lax.scan(body, x, xs)
         else:
             outs = []
             for i in range(self.num_rest):
-                x, o = body(x, jax.tree.map(lambda a: a[i], (params, stats)))
+                x, o = body(x, jax.tree.map(lambda a: a[i], xs))
                 outs.append(o)
             new_stats, (s1, s2) = jax.tree.map(lambda *a: jnp.stack(a), *outs)
         nnx.update(self.rest, new_stats)
@@ -335,6 +351,115 @@ class AttResSNN(nnx.Module):
             if stage.rest is not None:
                 out += [stage.rest.neuron1, stage.rest.neuron2]
         return out + [self.head_neuron]
+
+    # ------------------------------------------------------------------ analysis hooks (masnn_jax.analysis)
+
+    def _block_list(self) -> list[tuple[str, str, "BasicBlock", int]]:
+        """``(path, display name, module, stage index)`` of every residual block in forward order; a stacked block
+        is ``'stages.<i>.rest[<j>]'`` (module: the stacked ``rest``), named ``stage<i+1>.block<j+2>``."""
+        out = []
+        for i, stage in enumerate(self.stages):
+            out.append((f"stages.{i}.first", f"stage{i + 1}.block1", stage.first, i))
+            out += [(f"stages.{i}.rest[{j}]", f"stage{i + 1}.block{j + 2}", stage.rest, i)
+                    for j in range(stage.num_rest)]
+        return out
+
+    def layer_names(self) -> dict[str, str]:
+        """Recorded-layer path -> display name in forward order (the
+        :class:`~masnn_jax.models.registry.SpikingModel` hook): ``'stages.0.first.neuron1'`` ->
+        ``'stage1.block1.neuron1'``, ``'stages.0.rest.neuron1[0]'`` -> ``'stage1.block2.neuron1'``, ...,
+        ``'head_neuron'`` -> ``'head'``. Each block's own path (``'stages.0.first'``, ``'stages.0.rest[0]'``, the
+        :meth:`gradient_blocks` entries) is named too (``'stage1.block1'``), for the gradient-norm analysis."""
+        names = {}
+        for path, name, _, _ in self._block_list():
+            base, bracket, idx = path.partition("[")
+            idx = bracket + idx
+            names[path] = name
+            names[f"{base}.neuron1{idx}"] = f"{name}.neuron1"
+            names[f"{base}.neuron2{idx}"] = f"{name}.neuron2"
+        names["head_neuron"] = "head"
+        return names
+
+    def operation_counts(self) -> list[registry.OpCount]:
+        """The synaptic operations of one inference (Yao et al., TPAMI 2023, §4; ``shared/specs/att_res_snn.md``
+        §5: ``E = E_MAC · FLOPs(first conv) + E_AC · Σ SOPs``), in forward order:
+
+        * stem (``'stem'``; '3conv': ``'stem.conv1..3'``): on the image, MACs, counted once per inference
+          (``time_steps=1``: the image is the same at every step, as the paper's ``FLOPs(first conv)``);
+        * per block ``<b>`` (stacked blocks one op each, MACs of one block): ``<b>.conv1`` (3×3, the block's
+          stride) on ``<b>.neuron1``'s spikes, ``<b>.conv2`` (3×3) on ``<b>.neuron2``'s spikes, with the block's
+          attention module counted on conv2's output shape; ``<b>.shortcut`` (1×1 projection after the AvgPool, first
+          blocks only) on the real-valued membrane input (``input='membrane'``: MACs, T per inference);
+        * ``fc`` on the head neuron's spikes (SOPs = T · in · out · head rate, as the paper counts the classifier).
+
+        Conv MACs = ``k·k·h_out·w_out·c_in·c_out`` at the conv's output size. ``layer`` (the recorded neurons an op
+        drives): stem -> the first neuron1, conv1 -> neuron2, conv2 -> the next block's neuron1 (the head for the
+        last block), shortcut and fc none. Works on an abstract model (``nnx.eval_shape``)."""
+        names = self.layer_names()
+        h, w, c = (int(v) for v in self.input_shape)
+        ops: list[registry.OpCount] = []
+
+        def size(v: int, k: int, s: int, p: int) -> int:
+            return (v + 2 * p - k) // s + 1
+
+        def kernel(conv) -> tuple[int, ...]:
+            return tuple(int(d) for d in conv.kernel.shape[-4:])  # stacked blocks: leading block axis
+
+        blocks = self._block_list()
+        first_neuron = f"{blocks[0][1]}.neuron1"
+        stem = ([(self.stem_convs[0], 2, 1), (self.stem_convs[1], 1, 1), (self.stem.conv, 1, 1)]
+                if self.stem_convs is not None else [(self.stem.conv, 2, 3)])
+        for k, (conv, stride, pad) in enumerate(stem):
+            kh, kw, cin, cout = kernel(conv)
+            ho, wo = size(h, kh, stride, pad), size(w, kw, stride, pad)
+            last = k == len(stem) - 1
+            ops.append(registry.OpCount(
+                name="stem" if len(stem) == 1 else f"stem.conv{k + 1}", macs_per_step=kh * kw * ho * wo * cin * cout,
+                input="input" if k == 0 else "real", layer=first_neuron if last else "", kind="conv",
+                input_shape=(h, w, c), output_shape=(ho, wo, cout), conv_output=(ho, wo, cout),
+                kernel=(kh, kw, cin, cout), time_steps=1))
+            h, w, c = ho, wo, cout
+        for n, (path, name, block, i) in enumerate(blocks):
+            base = path.partition("[")[0]
+            stride = 2 if path.endswith(".first") else 1
+            kh, kw, cin, cout = kernel(block.conv1.conv)
+            ho, wo = size(h, kh, stride, 1), size(w, kw, stride, 1)
+            ops.append(registry.OpCount(
+                name=f"{name}.conv1", macs_per_step=kh * kw * ho * wo * cin * cout, input=f"{name}.neuron1",
+                layer=f"{name}.neuron2", kind="conv", input_shape=(h, w, cin), output_shape=(ho, wo, cout),
+                conv_output=(ho, wo, cout), kernel=(kh, kw, cin, cout)))
+            kh2, kw2, cin2, cout2 = kernel(block.conv2.conv)
+            nxt = f"{blocks[n + 1][1]}.neuron1" if n + 1 < len(blocks) else names["head_neuron"]
+            ops.append(registry.OpCount(
+                name=f"{name}.conv2", macs_per_step=kh2 * kw2 * ho * wo * cin2 * cout2, input=f"{name}.neuron2",
+                layer=nxt, kind="conv", input_shape=(ho, wo, cin2), output_shape=(ho, wo, cout2),
+                conv_output=(ho, wo, cout2), kernel=(kh2, kw2, cin2, cout2),
+                attention=None if block.attention is None else f"{base}.attention",
+                attention_shape=(ho, wo, cout2)))
+            if block.shortcut is not None:
+                k1, k2, sc_in, sc_out = kernel(block.shortcut.conv)
+                hp, wp = h // stride, w // stride  # AvgPool(stride) before the 1×1 conv
+                ops.append(registry.OpCount(
+                    name=f"{name}.shortcut", macs_per_step=k1 * k2 * hp * wp * sc_in * sc_out, input="membrane",
+                    layer="", kind="conv", input_shape=(h, w, sc_in), output_shape=(hp, wp, sc_out),
+                    conv_output=(hp, wp, sc_out), kernel=(k1, k2, sc_in, sc_out)))
+            h, w, c = ho, wo, cout2
+        nin, nout = (int(d) for d in self.fc.kernel.shape)
+        ops.append(registry.OpCount(name="fc", macs_per_step=nin * nout, input=names["head_neuron"], layer="",
+                                    kind="fc", input_shape=(nin,), output_shape=(nout,), kernel=(nin, nout)))
+        return ops
+
+    def gradient_blocks(self) -> list[str]:
+        """Module paths of the residual blocks in forward order (the
+        :class:`~masnn_jax.models.registry.SpikingModel` hook): ``'stages.<i>.first'``, ``'stages.<i>.rest'`` (one
+        block per stacked index; the stage adds the per-block output perturbation, see
+        :meth:`Stage._output_perturbation`)."""
+        out = []
+        for i, stage in enumerate(self.stages):
+            out.append(f"stages.{i}.first")
+            if stage.rest is not None:
+                out.append(f"stages.{i}.rest")
+        return out
 
     def features(self, x: jax.Array) -> jax.Array:
         """Stem and stages: ``(B, H, W, 3)`` -> membrane stream ``(B, T, H/2^(S+1), W/2^(S+1), C_last)``."""

@@ -21,7 +21,8 @@ from masnn_jax import models
 from masnn_jax.train import optim
 
 __all__ = ["Progress", "checkpoint_manager", "existing_checkpoint_dir", "save", "restore", "restore_state",
-           "set_aside_newer_checkpoints", "config_differences", "save_model_checkpoint", "load_model"]
+           "set_aside_newer_checkpoints", "config_differences", "save_model_checkpoint", "load_model",
+           "init_from_checkpoint"]
 
 
 @dataclasses.dataclass
@@ -185,6 +186,88 @@ def restore(manager: ocp.CheckpointManager, trainer, step: int | None = None) ->
                 f"{trainer.config.train.batch_size} would skip or repeat data. Resume with the same batch size."
             )
     return True
+
+
+def _path_str(path) -> str:
+    """A pytree key path as ``params.stages.0.first.conv1.conv.kernel`` (nnx's trailing ``value`` dropped)."""
+    parts = []
+    for k in path:
+        name = getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))
+        parts.append(str(name))
+    if parts and parts[-1] == "value":
+        parts.pop()
+    return ".".join(parts)
+
+
+def init_from_checkpoint(trainer, source: str | None = None) -> str:
+    """Loads parameters and BatchNorm statistics of another run into ``trainer.state`` (``config.train.init_from``:
+    e.g. a T = 4 fine-tune starting from a T = 1 run of the same family, as ``train_finetune.py`` does). The
+    optimiser state, the progress and the dropout RNG stay fresh.
+
+    Args:
+      trainer: a :class:`~masnn_jax.train.loop.Trainer` of a fresh run.
+      source: a workdir (holding ``checkpoints/``) or a checkpoints directory; its latest step is read. Default:
+        ``trainer.config.train.init_from``.
+    Returns:
+      a one-line description of what was loaded.
+    Raises:
+      FileNotFoundError: no such directory, or no checkpoint in it (one line naming ``config.train.init_from``).
+      ValueError: a different model family, or a parameter / statistic whose path or shape differs (the first one
+        named).
+    """
+    source = source or str(trainer.config.train.get("init_from") or "")
+    key = f"config.train.init_from={source!r}"
+    path = os.path.abspath(os.path.expanduser(source))
+    if not source or not os.path.isdir(path):
+        raise FileNotFoundError(f"{key}: no such directory (give the --workdir of the run to start from, or its "
+                                "checkpoints directory)")
+    ckpt_dir = os.path.join(path, "checkpoints") if os.path.isdir(os.path.join(path, "checkpoints")) else path
+    manager = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(create=False))
+    try:
+        step = manager.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"{key}: no checkpoint in {ckpt_dir}")
+        where = f"{ckpt_dir}/{step}"
+        meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        stored_name = json.loads(meta.get("config", "{}")).get("model", {}).get("name")
+        name = trainer.config.model.get("name")
+        if stored_name is not None and stored_name != name:
+            raise ValueError(f"{key}: {where} holds a {stored_name!r} model, this run builds {name!r} "
+                             "(config.model.name must match)")
+        stored = ocp.StandardCheckpointer().metadata(os.path.join(str(manager.directory), str(step), "state"))
+        stored = getattr(getattr(stored, "item_metadata", stored), "tree", stored)
+        target = {"params": trainer.state["params"], "rest": trainer.state["rest"]}
+        have = {_path_str(p): tuple(v.shape) for p, v in jax.tree_util.tree_flatten_with_path(
+            {k: stored[k] for k in target if k in stored})[0]}
+        want = jax.tree_util.tree_flatten_with_path(target)[0]
+        for p, v in want:
+            name = _path_str(p)
+            if "rngs" in name.split("."):  # RNG state: not loaded (and stored as raw key data)
+                continue
+            if name not in have:
+                raise ValueError(f"{key}: {name} of this model is not in {where} (config.model must match that run's "
+                                 "apart from T)")
+            if have[name] != tuple(v.shape):
+                raise ValueError(f"{key}: {name} has shape {have[name]} in {where} but {tuple(v.shape)} in this "
+                                 "model (config.model must match that run's apart from T)")
+        extra = sorted(set(have) - {_path_str(p) for p, _ in want} - {k for k in have if "rngs" in k.split(".")})
+        if extra:
+            raise ValueError(f"{key}: {where} holds {extra[0]}, which this model lacks (config.model must match "
+                             "that run's apart from T)")
+        abstract = jax.tree_util.tree_map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), target)
+        loaded = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+            abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+            partial_restore=True)))["state"]  # parameters and statistics only (not the optimiser state)
+    finally:
+        manager.close()
+    # the dropout RNG stays this run's own (a fresh stream, as a fresh run has)
+    rest = jax.tree_util.tree_map_with_path(
+        lambda p, new, old: old if "rngs" in _path_str(p).split(".") else new, loaded["rest"], trainer.state["rest"])
+    trainer.state = {**trainer.state, "params": loaded["params"], "rest": rest}
+    n = sum(int(v.size) for v in jax.tree_util.tree_leaves(loaded["params"]))
+    return (f"Initialised {n:,} parameters and the BatchNorm statistics from {where} ({key}, epoch "
+            f"{int(meta.get('epoch', 0))}); fresh optimiser state")
 
 
 def save_model_checkpoint(model: nnx.Module, config: ml_collections.ConfigDict, workdir: str) -> str:

@@ -244,6 +244,8 @@ def _train_locked(trainer: "Trainer", config: ml_collections.ConfigDict, workdir
     manager = ckpt.checkpoint_manager(workdir, int(tc.get("max_to_keep", 3)))
     resumed = ckpt.restore(manager, trainer)
     ckpt.set_aside_newer_checkpoints(manager, workdir, trainer.progress.step if resumed else None)
+    if not resumed and tc.get("init_from"):  # a fresh run that starts from another run's weights (fine-tuning)
+        print(ckpt.init_from_checkpoint(trainer), flush=True)
     writer = MetricWriter(workdir, trainer.progress.step if resumed else None)
     if resumed:
         print(f"Resuming from {manager.directory}/{trainer.progress.step} (epoch {trainer.progress.epoch + 1}, "
