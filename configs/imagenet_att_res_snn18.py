@@ -6,31 +6,8 @@ from the released checkpoint names), 224×224×3 input, 1000 classes.
     python train.py --config=configs/imagenet_att_res_snn18.py --workdir=...
 """
 
-from __future__ import annotations
-
-import ml_collections
-
-from masnn_jax.config import train_defaults
-from masnn_jax.data import default_data_config
+from masnn_jax.config import att_res_snn_imagenet_config
 
 
-def get_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.seed = 445  # train_amp.py:151-154
-
-    config.model = ml_collections.ConfigDict(dict(
-        name="att_res_snn", depth=18, T=1, num_classes=1000, input_shape=(224, 224, 3), attention="CSA",
-        residual="att_res_1", placement="official", stem="7x7", last_bn_init=0.1, c_ratio=8, t_ratio=1,
-        sa_kernel=3, dropout=0.2, param_dtype="float32", conv_impl="auto", batch_chunks=1, scan_blocks=True,
-        unroll=1,
-    ))
-    config.model.dtype = ml_collections.FieldReference(None, field_type=str)  # 'bfloat16' for mixed precision
-
-    config.data = default_data_config("imagenet2012")  # set --config.data.root (README: ImageNet and other images)
-
-    config.train = train_defaults(
-        optimizer="sgd", momentum=0.9, nesterov=False, weight_decay=1e-5, weight_decay_mask="all",
-        learning_rate=0.6, lr_base_batch=600, batch_size=600, eval_batch_size=600, schedule="torch_cosine", min_lr=0.0,
-        num_epochs=150, loss="cross_entropy", label_smoothing=0.1,
-    )
-    return config
+def get_config():
+    return att_res_snn_imagenet_config(18)

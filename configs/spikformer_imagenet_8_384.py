@@ -12,36 +12,8 @@ horizontal flip, eval crop_pct 1.0 (resize 224). Not reproduced here: timm ``ran
     python train.py --config=configs/spikformer_imagenet_8_384.py --workdir=...
 """
 
-from __future__ import annotations
-
-import ml_collections
-
-from masnn_jax.config import train_defaults
+from masnn_jax.config import spikformer_imagenet_config
 
 
-def get_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.seed = 42
-    config.model = ml_collections.ConfigDict(dict(
-        name="spikformer", variant="imagenet", input_kind="image", input_shape=(224, 224, 3), T=4,
-        num_classes=1000, embed_dim=384, depth=8, heads=8, mlp_ratio=4, pool_stages=(True, True, True, True),
-        sps_pool_order="conv-bn-lif-pool", attn_order="kv_first", attn_scale=0.125, qkv_bias=False, proj_bias=True,
-        mlp_bias=True, fc_init="torch", residual="spike", qk_maxpool1d=0, sps_attention="no", block_attention="no",
-        attention_placement="input", param_dtype="float32", conv_impl="auto", unroll=1,
-    ))
-    config.model.dtype = ml_collections.FieldReference(None, field_type=str)  # 'bfloat16' for mixed precision
-    try:
-        from masnn_jax.data import default_data_config
-
-        config.data = default_data_config("imagenet2012")
-        config.data.update(dict(crop_scale=(1.0, 1.0), crop_ratio=(3 / 4, 4 / 3), interpolation="bicubic",
-                                random_flip=True, auto_augment=False, eval_image_size=224))
-        config.data.eval_resize = 224  # crop_pct 1.0
-    except Exception:  # noqa: BLE001 - the image pipeline is optional; leave a placeholder naming the dataset
-        config.data = ml_collections.ConfigDict(dict(name="imagenet2012", root="/path/to/imagenet2012"))
-    config.train = train_defaults(
-        optimizer="adamw", learning_rate=5e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.05,
-        weight_decay_mask="ndim>1", schedule="timm_cosine", cooldown_epochs=10, warmup_epochs=20, warmup_lr=1e-6, min_lr=1e-5,
-        num_epochs=310, batch_size=192, eval_batch_size=192, loss="cross_entropy", label_smoothing=0.1,
-    )
-    return config
+def get_config():
+    return spikformer_imagenet_config(8, 384, 8)

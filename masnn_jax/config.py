@@ -15,7 +15,8 @@ import ml_collections
 
 from masnn_jax.data import default_data_config
 
-__all__ = ["train_defaults", "base_config", "define_config_flag", "parse_flags"]
+__all__ = ["train_defaults", "base_config", "att_res_snn_imagenet_config", "spikformer_imagenet_config",
+           "define_config_flag", "parse_flags"]
 
 
 def train_defaults(**overrides) -> ml_collections.ConfigDict:
@@ -164,3 +165,57 @@ def parse_flags(argv: list[str]) -> list[str]:
         sys.exit(1)
     except _CONFIG_ERRORS as e:
         _config_error_exit(e)
+
+
+def att_res_snn_imagenet_config(depth: int, *, T: int = 1) -> ml_collections.ConfigDict:
+    """Att-Res-SNN-``depth`` (CSA) on ImageNet-1K with the official recipe (``Att_Res_SNN/train_amp.py``; spec
+    ``shared/specs/att_res_snn.md`` §1-4): SGD momentum 0.9, coupled weight decay 1e-5 on every parameter, lr 0.6 at
+    global batch 600 (linear scaling rule for other batches: ``train.lr_base_batch``), CosineAnnealingLR stepped per
+    epoch (``torch_cosine``), label smoothing 0.1, 150 epochs (inferred from the released checkpoint names),
+    224×224×3 input, 1000 classes, seed 445 (``train_amp.py:151-154``). Set ``--config.data.root``."""
+    config = ml_collections.ConfigDict()
+    config.seed = 445
+    config.model = ml_collections.ConfigDict(dict(
+        name="att_res_snn", depth=int(depth), T=int(T), num_classes=1000, input_shape=(224, 224, 3),
+        attention="CSA", residual="att_res_1", placement="official", stem="7x7", last_bn_init=0.1, c_ratio=8,
+        t_ratio=1, sa_kernel=3, dropout=0.2, param_dtype="float32", conv_impl="auto", batch_chunks=1,
+        scan_blocks=True, unroll=1,
+    ))
+    config.model.dtype = ml_collections.FieldReference(None, field_type=str)  # 'bfloat16' for mixed precision
+    config.data = default_data_config("imagenet2012")
+    config.train = train_defaults(
+        optimizer="sgd", momentum=0.9, nesterov=False, weight_decay=1e-5, weight_decay_mask="all",
+        learning_rate=0.6, lr_base_batch=600, batch_size=600, eval_batch_size=600, schedule="torch_cosine",
+        min_lr=0.0, num_epochs=150, loss="cross_entropy", label_smoothing=0.1,
+    )
+    return config
+
+
+def spikformer_imagenet_config(depth: int, embed_dim: int, heads: int) -> ml_collections.ConfigDict:
+    """Spikformer-``depth``-``embed_dim`` on ImageNet-1K (Zhou et al., ICLR 2023; spec ``shared/specs/spikformer.md``
+    §2-4): ``imagenet/model.py`` at 224×224×3, T = 4, 1000 classes; AdamW (0.9/0.999, eps 1e-8) lr 5e-4, weight
+    decay 0.05 on parameters with ndim > 1 only, timm's CosineLRScheduler (``timm_cosine``: 20 warm-up epochs from
+    1e-6, cosine to 1e-5 over 300 epochs, 10 cool-down epochs), label smoothing 0.1, batch 192; RandomResizedCrop
+    scale (1, 1), bicubic, horizontal flip, eval at 224 (crop_pct 1). Not reproduced: RandAugment, RandomErasing,
+    Mixup/CutMix in training, AMP."""
+    config = ml_collections.ConfigDict()
+    config.seed = 42
+    config.model = ml_collections.ConfigDict(dict(
+        name="spikformer", variant="imagenet", input_kind="image", input_shape=(224, 224, 3), T=4,
+        num_classes=1000, embed_dim=int(embed_dim), depth=int(depth), heads=int(heads), mlp_ratio=4,
+        pool_stages=(True, True, True, True), sps_pool_order="conv-bn-lif-pool", attn_order="kv_first",
+        attn_scale=0.125, qkv_bias=False, proj_bias=True, mlp_bias=True, fc_init="torch", residual="spike",
+        qk_maxpool1d=0, sps_attention="no", block_attention="no", attention_placement="input",
+        param_dtype="float32", conv_impl="auto", unroll=1,
+    ))
+    config.model.dtype = ml_collections.FieldReference(None, field_type=str)
+    config.data = default_data_config("imagenet2012")
+    config.data.update(dict(crop_scale=(1.0, 1.0), crop_ratio=(3 / 4, 4 / 3), interpolation="bicubic",
+                            random_flip=True, auto_augment=False, eval_image_size=224))
+    config.data.eval_resize = 224  # crop_pct 1.0
+    config.train = train_defaults(
+        optimizer="adamw", learning_rate=5e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.05,
+        weight_decay_mask="ndim>1", schedule="timm_cosine", cooldown_epochs=10, warmup_epochs=20, warmup_lr=1e-6,
+        min_lr=1e-5, num_epochs=310, batch_size=192, eval_batch_size=192, loss="cross_entropy", label_smoothing=0.1,
+    )
+    return config
