@@ -91,9 +91,9 @@ _CONFIG_ERRORS = (AttributeError, KeyError, OSError, SyntaxError, NameError, Typ
 
 
 def _override_for(key: str) -> str | None:
-    """The ``--config.<path>`` argument on the command line whose last component is ``key``, if any."""
+    """The ``--config.<path>`` argument on the command line that has ``key`` in its path, if any."""
     for arg in sys.argv[1:]:
-        if arg.startswith("--config.") and arg.split("=", 1)[0].rsplit(".", 1)[-1] == key:
+        if arg.startswith("--config.") and key in arg.split("=", 1)[0].split(".")[1:]:
             return arg.split("=", 1)[0]
     return None
 

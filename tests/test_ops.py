@@ -229,7 +229,9 @@ def test_batch_chunks_with_data_shards_keep_results():
     assert all(float(jnp.abs(g).max()) > 0 for g in jax.tree_util.tree_leaves(ref[1]))  # every gradient non-zero
 
     model = models.build(_tiny(conv_impl="im2col", batch_chunks=2), rngs=nnx.Rngs(0))
-    model.set_data_shards(2)
+    from masnn_jax.snn import chunking
+
+    chunking.set_data_shards(model, 2)
     model.train()
     gd, params, rest = nnx.split(model, nnx.Param, ...)
 

@@ -368,8 +368,8 @@ def test_workdir_lock_refuses_a_second_run(tmp_path):
 
 
 @pytest.mark.parametrize("flag, text", [
-    ("--config.model.nonexistent=1", "AttributeError: \"'nonexistent'\""),
-    ("--config.foo.bar=1", "KeyError"),
+    ("--config.model.nonexistent=1", "--config.model.nonexistent: unknown config key 'nonexistent'"),
+    ("--config.foo.bar=1", "--config.foo.bar: unknown config key 'foo'"),
     ("--config=configs/no_such_config.py", "--config=configs/no_such_config.py: no such file"),
     ("--config=README.md", "SyntaxError"),
 ])
