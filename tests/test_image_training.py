@@ -66,11 +66,8 @@ DATA_PARALLEL = textwrap.dedent(
         assert len(batch["image"].sharding.device_set) == n
         state, m1 = trainer.train_step(trainer.state, batch)
         state, m2 = trainer.train_step(state, batch)
-        trainer.state = state
-        ev = trainer.evaluate("test")
         out[n] = dict(loss=float(m1["loss"]), loss2=float(m2["loss"]), rate=float(m1["firing_rate"]),
-                      leaves=[np.asarray(x, np.float64).ravel()[:64].tolist() for x in jax.tree.leaves(state["params"])],
-                      count=ev["count"], acc=ev["accuracy"])
+                      leaves=[np.asarray(x, np.float64).ravel()[:64].tolist() for x in jax.tree.leaves(state["params"])])
     print(json.dumps(out))
     """
 )
@@ -96,5 +93,3 @@ def test_image_step_on_8_cpu_devices_matches_1(tmp_path):
     assert one["loss2"] != one["loss"]  # the first step changed the parameters
     for a, b in zip(eight["leaves"], one["leaves"]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    assert one["count"] == eight["count"] == 359
-    assert abs(one["acc"] - eight["acc"]) <= 1 / 359
