@@ -110,6 +110,10 @@ def _config_error_exit(e: BaseException) -> None:
         hint = " " + lines[1] if len(lines) > 1 else ""
         where = f"{flag}: " if flag else ""
         message = f"{where}unknown config key {key!r} (not in the --config file).{hint}"
+    elif isinstance(inner, SyntaxError) and getattr(inner, "filename", None):
+        message = f"--config file {inner.filename}, line {inner.lineno}: SyntaxError: {inner.msg}"
+    elif isinstance(inner, OSError) and getattr(inner, "filename", None):
+        message = f"--config file {inner.filename}: {inner.strerror or inner}"
     else:
         detail = lines[-1] if lines else ""
         message = (f"--config or one of its --config.* overrides: {type(e).__name__}: {detail} (unknown config key, "

@@ -522,6 +522,9 @@ def _require_root(root, name: str) -> str:
         )
     root = os.path.expanduser(str(root))
     if not os.path.isdir(root):
-        raise DatasetNotFoundError(f"{name}: root folder {root} (config.data.root) does not exist")
+        layout = {"dvs_gesture": f"{IBM_GESTURE_LAYOUT}; or {TONIC_GESTURE_LAYOUT}", "dvs_gait": GAIT_LAYOUT,
+                  "cifar10_dvs": CIFAR10DVS_LAYOUT}.get(name)
+        raise DatasetNotFoundError(f"{name}: root folder {root} (config.data.root) does not exist"
+                                   + (f"; expected {layout}" if layout else ""))
     return root
 
