@@ -76,7 +76,8 @@ def test_configs_build_with_the_counted_parameters(name, params):
         assert spikformer.spikformer_param_count(m) == params
     t = config.train
     assert (t.optimizer, t.weight_decay_mask, t.label_smoothing) == ("adamw", "ndim>1", 0.1)
-    assert t.schedule == ("timm_cosine" if "imagenet" in name or "cifar1" in name else "cosine_epoch")
+    timm = "imagenet" in name or "cifar10_" in name or "cifar100_" in name
+    assert t.schedule == ("timm_cosine" if timm else "cosine_epoch")
     if abstract.input_kind == "frames":  # data and model agree on T and the frame shape
         from masnn_jax.data.events.config import check_model_data
 
