@@ -16,6 +16,7 @@ import ml_collections
 from masnn_jax.data import default_data_config
 
 __all__ = ["train_defaults", "base_config", "att_res_snn_imagenet_config", "spikformer_imagenet_config",
+           "spikformer_cifar_config",
            "define_config_flag", "parse_flags"]
 
 
@@ -221,5 +222,35 @@ def spikformer_imagenet_config(depth: int, embed_dim: int, heads: int) -> ml_col
         optimizer="adamw", learning_rate=5e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.05,
         weight_decay_mask="ndim>1", schedule="timm_cosine", cooldown_epochs=10, warmup_epochs=20, warmup_lr=1e-6,
         min_lr=1e-5, num_epochs=310, batch_size=192, eval_batch_size=192, loss="cross_entropy", label_smoothing=0.1,
+    )
+    return config
+
+
+def spikformer_cifar_config(num_classes: int, mean, std) -> ml_collections.ConfigDict:
+    """Spikformer-4-384 on CIFAR10 / CIFAR100 (``cifar10/model.py`` + ``cifar10.yml``, spec
+    ``shared/specs/spikformer.md`` §2-4): 32×32×3, T = 4, nn.Linear q/k/v/proj/MLP with bias, ``(q kᵀ)·0.125 @ v``;
+    AdamW lr 5e-4, weight decay 0.06 on ndim > 1, ``timm_cosine`` (20 warm-up epochs from 1e-5, 300 + 10 cool-down),
+    batch 128, label smoothing 0.1. Data: the dataset exported as an ImageFolder (set ``--config.data.root``),
+    normalised with ``mean`` / ``std`` (per channel, [0, 1] scale), resize only + horizontal flip."""
+    config = ml_collections.ConfigDict()
+    config.seed = 42
+    config.model = ml_collections.ConfigDict(dict(
+        name="spikformer", variant="cifar", input_kind="image", input_shape=(32, 32, 3), T=4,
+        num_classes=int(num_classes), embed_dim=384, depth=4, heads=12, mlp_ratio=4,
+        pool_stages=(False, False, True, True), sps_pool_order="conv-bn-lif-pool", attn_order="qk_first",
+        attn_scale=0.125, qkv_bias=True, proj_bias=True, mlp_bias=True, fc_init="trunc_normal", residual="spike",
+        qk_maxpool1d=0, sps_attention="no", block_attention="no", attention_placement="input",
+        param_dtype="float32", conv_impl="auto", unroll=1,
+    ))
+    config.model.dtype = ml_collections.FieldReference(None, field_type=str)
+    config.data = default_data_config("imagefolder")
+    config.data.update(dict(image_size=32, eval_image_size=32, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0),
+                            random_flip=True, auto_augment=False, interpolation="bilinear", mean=tuple(mean),
+                            std=tuple(std)))
+    config.data.eval_resize = 32
+    config.train = train_defaults(
+        optimizer="adamw", learning_rate=5e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.06,
+        weight_decay_mask="ndim>1", schedule="timm_cosine", cooldown_epochs=10, warmup_epochs=20, warmup_lr=1e-5,
+        min_lr=1e-5, num_epochs=310, batch_size=128, eval_batch_size=128, loss="cross_entropy", label_smoothing=0.1,
     )
     return config
