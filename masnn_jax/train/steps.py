@@ -93,14 +93,14 @@ def train_step(state: dict, batch: dict, *, graphdef, tx: optax.GradientTransfor
 
 
 def _keep_stats(finite, new_rest, old_rest):
-    """New BatchNorm statistics only from a finite step; RNG stream counters always advance."""
-    def pick(path, new, old):
-        is_rng = any(str(getattr(p, "key", "")) in ("count", "key") for p in path[-1:])
-        if is_rng or not jnp.issubdtype(jnp.asarray(new).dtype, jnp.floating):
+    """Floating-point state (BatchNorm statistics) only from a finite step; integer and key state (RNG stream
+    counters and keys) always advances."""
+    def pick(new, old):
+        if not jnp.issubdtype(jnp.asarray(new).dtype, jnp.floating):
             return new
         return jnp.where(finite, new, old)
 
-    return jax.tree_util.tree_map_with_path(pick, new_rest, old_rest)
+    return jax.tree.map(pick, new_rest, old_rest)
 
 
 def eval_step(state: dict, batch: dict, *, graphdef, task) -> dict:
