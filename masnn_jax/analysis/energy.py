@@ -50,7 +50,8 @@ from masnn_jax.analysis.activity import ActivityStats
 from masnn_jax.models.registry import OP_INPUTS, OpCount
 from masnn_jax.nn import attention as attention_lib
 
-__all__ = ["EnergyModel", "ENERGY_MODELS", "get_energy_model", "LayerOps", "count_operations", "energy_report"]
+__all__ = ["EnergyModel", "ENERGY_MODELS", "get_energy_model", "LayerOps", "count_operations", "energy_report",
+           "CONVENTIONS"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +99,8 @@ class LayerOps:
     of the conv before pooling (None for dense). ``output_shape``: one time step's output (the neurons).
     ``attention``: ``{'macs', 'mults', 'adds', 'units': {unit: {'macs', 'mults', 'adds'}}}`` over all T steps.
     ``source``: what feeds it (``OpCount.input``); ``layer``: the recorded layer it drives (None: none);
-    ``time_steps``: evaluations per inference (None: T).
+    ``time_steps``: evaluations per inference (None: T). ``paper_source`` / ``paper_time_steps``: the same in the
+    paper's count (``OpCount.paper_input`` / ``paper_time_steps``; None: as ``source`` / ``time_steps``).
     """
 
     name: str
@@ -112,6 +114,8 @@ class LayerOps:
     source: str = "input"
     layer: str | None = None
     time_steps: int | None = None
+    paper_source: str | None = None
+    paper_time_steps: int | None = None
 
     @property
     def neurons(self) -> int:
@@ -188,7 +192,8 @@ def count_operations(model: nnx.Module) -> list[LayerOps]:
             name=op.name, kind=op.kind, input_shape=tuple(op.input_shape), output_shape=tuple(op.output_shape),
             conv_output=None if op.conv_output is None else tuple(op.conv_output), kernel=tuple(op.kernel),
             macs=int(op.macs_per_step), attention=att, source=op.input,
-            layer=op.layer if op.layer is not None else op.name, time_steps=op.time_steps))
+            layer=op.layer if op.layer is not None else op.name, time_steps=op.time_steps,
+            paper_source=op.paper_input, paper_time_steps=op.paper_time_steps))
     return out
 
 
@@ -204,8 +209,14 @@ def _rate_of(source: str, stats: ActivityStats, index: dict[str, int], input_kin
     return float(stats.firing_rate[index[source]]), "AC"
 
 
+#: ``energy_report(convention=...)``: 'honest' charges every op by what really feeds it (``OpCount.input``);
+#: 'paper' by what the paper's count says feeds it (``OpCount.paper_input`` where given).
+CONVENTIONS = ("honest", "paper")
+
+
 def energy_report(
-    ops: list[LayerOps], stats: ActivityStats, energy: str | EnergyModel = "45nm_fp32", *, input_kind: str = "frames"
+    ops: list[LayerOps], stats: ActivityStats, energy: str | EnergyModel = "45nm_fp32", *, input_kind: str = "frames",
+    convention: str = "honest",
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Per-operation and total operations and energy from static counts and measured firing rates.
 
@@ -215,6 +226,10 @@ def energy_report(
       energy: an :data:`ENERGY_MODELS` name or an :class:`EnergyModel`.
       input_kind: the model's ``input_kind`` ('frames': an op on the input is weighted by the fraction of non-zero
         input elements; 'image': by 1).
+      convention: 'honest' (default: each op charged by ``LayerOps.source``) or 'paper' (by ``paper_source`` and
+        ``paper_time_steps`` where the model gives them, e.g. Spikformer's residual-stream layers as SOPs at the
+        rate of the neuron that last wrote the stream; see :data:`CONVENTIONS`). The rows' ``source`` is the one
+        used.
     Returns:
       ``(layers, totals)``. Each layer (one per op): ``name, kind, layer, source, neurons, output_shape,
       conv_output, firing_rate, firing_rate_t, spikes_per_sample, spikes_per_sample_std, input_rate, macs, sops,
@@ -225,8 +240,11 @@ def energy_report(
       energy_pj, ann_energy_pj, energy_ratio, network_firing_rate, spikes_per_sample, spikes_per_sample_std,
       input_rate, T``.
     Raises:
-      ValueError: an op fed by a layer that was not recorded.
+      ValueError: an op fed by a layer that was not recorded; an unknown ``convention``.
     """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"energy convention must be one of {CONVENTIONS}, got {convention!r}")
+    paper = convention == "paper"
     em = get_energy_model(energy)
     rates = stats.firing_rate
     rates_t = stats.firing_rate_t
@@ -236,8 +254,10 @@ def energy_report(
     index.update({p: i for i, p in enumerate(stats.paths or [])})
     layers: list[dict[str, Any]] = []
     for op in ops:
-        r_in, op_kind = _rate_of(op.source, stats, index, input_kind)
-        steps = T if op.time_steps is None else int(op.time_steps)
+        source = op.paper_source if paper and op.paper_source is not None else op.source
+        time_steps = op.paper_time_steps if paper and op.paper_time_steps is not None else op.time_steps
+        r_in, op_kind = _rate_of(source, stats, index, input_kind)
+        steps = T if time_steps is None else int(time_steps)
         sops = steps * op.macs * r_in
         mac_ops, ac_ops = (sops, 0.0) if op_kind == "MAC" else (0.0, sops)
         att = op.attention
@@ -247,7 +267,7 @@ def energy_report(
             "name": op.name,
             "kind": op.kind,
             "layer": None if i is None else stats.names[i],
-            "source": op.source,
+            "source": source,
             "neurons": op.neurons if i is None else int(stats.neurons[i]),
             "output_shape": list(op.output_shape),
             "conv_output": None if op.conv_output is None else list(op.conv_output),

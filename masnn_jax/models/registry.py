@@ -85,6 +85,11 @@ class OpCount:
         acts on (default ``output_shape``).
       time_steps: evaluations per inference (None: the model's ``T``; 1 for e.g. a stem conv evaluated once on a
         still image).
+      paper_input: what the *paper's* count says feeds it, where that differs from ``input`` (None: the same). Used
+        by ``energy_report(..., convention='paper')``: e.g. Spikformer (Zhou et al., ICLR 2023, App. C.2) counts
+        every layer after the first conv as SOPs ``fr · T · FLOPs``, including layers that read the integer-valued
+        SEW residual stream, which the honest count (``input='real'``) charges as MACs.
+      paper_time_steps: evaluations per inference in the paper's count (None: ``time_steps``).
     """
 
     name: str
@@ -99,6 +104,8 @@ class OpCount:
     attention: str | None = None
     attention_shape: tuple | None = None
     time_steps: int | None = None
+    paper_input: str | None = None
+    paper_time_steps: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
