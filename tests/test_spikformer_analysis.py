@@ -158,3 +158,50 @@ def test_imagenet_8_512_flops_order_of_magnitude():
     assert 38.34 / 1.5 < ann_mj < 38.34 * 1.5, ann_mj
     spiking = 4 * (hand - 9 * 224 * 224 * 3 * 64)
     assert 11.09e9 < spiking < 11.09e9 / 0.05
+
+
+def test_analysis_report_on_the_spikformer_digits_config(tmp_path):
+    """``analyze`` (behind ``python -m masnn_jax.analyze``) on configs/spikformer_digits_dvs.py, scaled down (16×16
+    frames straight from a 16×16 sensor, T = 4, D = 16): report.json holds the honest count and the paper's,
+    and the paper's total equals its definition from the report's own rows."""
+    import importlib.util
+    import json
+    import os
+
+    from masnn_jax.analysis import report as report_lib
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("sf_digits", os.path.join(root, "configs",
+                                                                            "spikformer_digits_dvs.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    config = mod.get_config()
+    config.model.T = 4
+    config.model.embed_dim = 16
+    config.data.update(dict(digits_time_step_us=5000, digits_sensor_size=16, ds=1, digits_scale=1.5))
+    config.train.eval_batch_size = 32
+    with jax.default_prng_impl("rbg"):  # threefry initialisers compile seconds per parameter shape on CPU
+        report = report_lib.analyze(config, str(tmp_path), init="random", num_batches=1, grad_batches=0,
+                                    figures=False, bypass=False)
+    with open(tmp_path / "analysis" / "report.json") as f:
+        assert json.load(f)["paper_count"]["totals"] == report["paper_count"]["totals"]
+    honest, paper = report["totals"], report["paper_count"]["totals"]
+    assert report["paper_count"]["differs"] and honest["network_firing_rate"] > 0
+    assert honest["energy_pj"] > paper["energy_pj"] > 0
+    rows = report["paper_count"]["layers"]
+    assert [r["op_kind"] for r in rows].count("MAC") == 1 and rows[0]["name"] == "sps0.conv"  # only the first conv
+    # E = 4.6 · (first conv's MACs, T steps weighted by the input's non-zero fraction) + 0.9 · Σ T · FLOPs · fr
+    e = E_MAC * 4 * rows[0]["macs"] * report["input"]["firing_rate"]
+    rate = {r["layer"]: r["firing_rate"] for r in report["layers"] if r["layer"]}  # display name -> rate
+
+    def display(path: str) -> str:  # 'sps.stages.1.lif' -> 'sps1', 'blocks.0.attn.q_lif' -> 'block0.attn.q'
+        parts = path.split(".")
+        if parts[0] == "sps":
+            return "rpe" if parts[1] == "rpe_lif" else f"sps{parts[2]}"
+        return f"block{parts[1]}.{parts[2]}.{parts[3][:-4]}"
+
+    for r in rows[1:]:
+        assert r["op_kind"] == "AC"
+        e += E_AC * 4 * r["macs"] * rate[display(r["source"])]
+    assert rows[-1]["name"] == "head" and rows[-1]["source"] == "blocks.0.mlp.fc2_lif"
+    assert paper["energy_pj"] == pytest.approx(e, rel=1e-6)

@@ -18,6 +18,12 @@ Backbone (per sample, i.e. one inference of T steps):
 * BatchNorm (foldable into the conv/linear weights at inference), the average pool, biases and the neuron update
   are not counted, as in the paper.
 
+Two conventions (``energy_report(convention=...)``): 'honest' charges each op by what really feeds it
+(``OpCount.input``); 'paper' by what the paper's count says feeds it (``OpCount.paper_input`` /
+``paper_time_steps`` where the model gives them, else the same). They differ for Spikformer (Zhou et al., ICLR 2023,
+App. C.2: ``E = 4.6 pJ · FLOPs(first conv) + 0.9 pJ · Σ fr · T · FLOPs``): its SEW residual stream holds integers,
+so the maps reading it multiply (honest: dense MACs, Spikingformer's argument) where the paper counts SOPs.
+
 Attention modules (counted separately, from the module shapes; ``placement='input'`` runs each unit once on the
 whole ``(T, H', W', C)`` pre-activation of a sample; ``placement='membrane'`` runs CA and SA once per step):
 

@@ -168,6 +168,8 @@ def analyze(
       the report (also written to ``<out_dir>/report.json``): ``layers`` (per layer: ``name, neurons,
       firing_rate, macs, sops, energy_pj`` and more, see :func:`masnn_jax.analysis.energy.energy_report`),
       ``totals`` (``macs, sops, energy_pj, ann_energy_pj, energy_ratio, network_firing_rate`` and more),
+      ``paper_count`` (None without ``operation_counts()``; else ``layers`` and ``totals`` charged the paper's way,
+      ``energy_report(convention='paper')``, and ``differs``: whether any op is counted differently),
       ``bypass_attention``, ``gradients``, ``figures``, ``energy_model``, ``dataset``, ``source``.
     Raises:
       FileNotFoundError: no checkpoint with ``init='checkpoint'``. ValueError: bad config or arguments.
@@ -306,6 +308,9 @@ def analyze(
                          "E_AC*(synaptic ACs + attention pooling adds)",
             "ann_energy_pj": "E_MAC * sum(macs): the same backbone as an ANN, T = 1, no attention modules",
             "energy_ratio": "ann_energy_pj / energy_pj",
+            "paper_count": "the same rows and totals charging each op by what the paper's count says feeds it "
+                           "(Spikformer: maps on the integer SEW residual stream as SOPs at the rate of the "
+                           "stream's last writer, the head as T SOP steps); 'layers'/'totals' are the honest count",
             "network_firing_rate": "sum of spikes / sum of T*neurons over all spiking layers",
         },
         "input": {"firing_rate": stats.input_rate, "firing_rate_t": [float(v) for v in stats.input_rate_t],
@@ -327,8 +332,10 @@ def _model_summary(config, model) -> dict[str, Any]:
     m = config.model
     return {
         "arch": m.get("arch"),
-        "attention": m.get("attention"),
-        "placement": m.get("placement"),
+        "attention": m.get("attention") if m.get("attention") is not None else (
+            None if m.get("sps_attention") is None else  # Spikformer: MA-SNN attention on SPS / block outputs
+            f"sps {m.get('sps_attention')}, block {m.get('block_attention')}"),
+        "placement": m.get("placement") if m.get("placement") is not None else m.get("attention_placement"),
         "T": int(model.T),
         "input_shape": tuple(int(v) for v in model.input_shape),
         "num_classes": int(model.num_classes),
