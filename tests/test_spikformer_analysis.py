@@ -143,7 +143,8 @@ def test_membrane_residual_has_no_stream_ops():
 
 def test_imagenet_8_512_flops_order_of_magnitude():
     """Spikformer-8-512 on 224² at T = 4 (abstract model): the dense per-step MACs equal the hand count, the ANN
-    energy of one pass, 4.6 pJ · Σ MACs, is near the paper's ANN Transformer-8-512 figure (38.34 mJ, [Pv2] Tab. 2),
+    energy of one pass, 4.6 pJ · Σ MACs, is within 1 % of the paper's ANN Transformer-8-512 figure (38.34 mJ, [Pv2]
+    Tab. 2),
     and T · Σ MACs over the spiking ops (11.09 G SOPs in the paper at its trained rates) implies a mean input rate
     between 5 % and 100 %."""
     abstract = nnx.eval_shape(lambda: models.build(dict(name="spikformer", variant="imagenet"), rngs=nnx.Rngs(0)))
@@ -155,7 +156,7 @@ def test_imagenet_8_512_flops_order_of_magnitude():
     hand = sps + 8 * block + 512 * 1000
     assert sum(op.macs_per_step for op in ops) == hand
     ann_mj = E_MAC * hand * 1e-9
-    assert 38.34 / 1.5 < ann_mj < 38.34 * 1.5, ann_mj
+    assert ann_mj == pytest.approx(38.34, rel=0.01)  # 38.45 mJ: 8.359 G MACs vs the paper's 8.335 G
     spiking = 4 * (hand - 9 * 224 * 224 * 3 * 64)
     assert 11.09e9 < spiking < 11.09e9 / 0.05
 
