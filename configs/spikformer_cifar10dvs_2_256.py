@@ -6,8 +6,8 @@ Recipe (``cifar10dvs/train.py``, spec §4): AdamW lr 1e-3, weight decay 0.06 on 
 only, per-epoch cosine with 10 warm-up epochs from 1e-5 down to 1e-5, 106 epochs, batch 16, label smoothing
 0.1. Data: SpikingJelly's ``split_by='number'`` (T frames with equal event counts over the whole recording) is not
 available here; the frames are T bins of 80 ms of one window of the recording (``config.data.dt_ms``), which covers
-about the whole recording. Not reproduced: the per-sample flip + ``SNNAugmentWide`` augmentation, Mixup 0.5 (p 0.5,
-off from epoch 75), AMP.
+about the whole recording. Not reproduced: the per-sample flip + ``SNNAugmentWide`` augmentation, AMP.
+Mixup 0.5 (p 0.5, off from epoch 75) on the event frames is reproduced (``config.train.mixup``).
 
     python train.py --config=configs/spikformer_cifar10dvs_2_256.py --config.data.root=/path/to/cifar10_dvs
 """
@@ -41,4 +41,6 @@ def get_config() -> ml_collections.ConfigDict:
         weight_decay_mask="ndim>1", schedule="cosine_epoch", warmup_epochs=10, warmup_lr=1e-5, min_lr=1e-5,
         num_epochs=106, batch_size=16, eval_batch_size=16, loss="cross_entropy", label_smoothing=0.1,
     )
+    config.train.mixup.update(dict(mixup_alpha=0.5, cutmix_alpha=0.0, prob=0.5, switch_prob=0.5, mode="batch",
+                                   off_epoch=75))  # cifar10dvs/train.py: Mixup on the frames, off at epoch >= 75
     return config

@@ -22,8 +22,10 @@ __all__ = ["train_defaults", "base_config", "att_res_snn_imagenet_config", "spik
 
 def train_defaults(**overrides) -> ml_collections.ConfigDict:
     """``config.train`` with every key the trainer reads, at the MA-SNN event recipe's values (Adam 1e-4, plateau,
-    MSE, batch 128, 300 epochs); ``overrides`` replace any of them (new keys allowed: e.g. ``label_smoothing``).
-    See :mod:`masnn_jax.train.optim` for the optimiser and schedule keys."""
+    MSE, batch 128, 300 epochs, no Mixup/CutMix); ``overrides`` replace any of them (new keys allowed: e.g.
+    ``label_smoothing``). See :mod:`masnn_jax.train.optim` for the optimiser and schedule keys and
+    :mod:`masnn_jax.train.mixing` for ``mixup`` (``mixup_alpha``, ``cutmix_alpha``, ``prob``, ``switch_prob``,
+    ``mode``, ``off_epoch``)."""
     t = ml_collections.ConfigDict(dict(
         num_epochs=300, batch_size=128, eval_batch_size=128, optimizer="adam", learning_rate=1e-4, b1=0.9,
         b2=0.999, eps=1e-8, momentum=0.9, nesterov=False, weight_decay=0.0, weight_decay_mask="all",
@@ -32,6 +34,9 @@ def train_defaults(**overrides) -> ml_collections.ConfigDict:
         label_smoothing=0.0, cooldown_epochs=0, init_from="", eval_every_epochs=1,
         checkpoint_every_steps=0, max_to_keep=3, num_workers=0,
     ))
+    # Mixup/CutMix on the host batch (masnn_jax.train.mixing): both alphas 0 = off
+    t.mixup = ml_collections.ConfigDict(dict(mixup_alpha=0.0, cutmix_alpha=0.0, prob=1.0, switch_prob=0.5,
+                                             mode="batch", off_epoch=0))
     t.update(overrides)
     return t
 
@@ -201,8 +206,9 @@ def spikformer_imagenet_config(depth: int, embed_dim: int, heads: int) -> ml_col
     §2-4): ``imagenet/model.py`` at 224×224×3, T = 4, 1000 classes; AdamW (0.9/0.999, eps 1e-8) lr 5e-4, weight
     decay 0.05 on parameters with ndim > 1 only, timm's CosineLRScheduler (``timm_cosine``: 20 warm-up epochs from
     1e-6, cosine to 1e-5 over 300 epochs, 10 cool-down epochs), label smoothing 0.1, batch 192; RandomResizedCrop
-    scale (1, 1), bicubic, horizontal flip, eval at 224 (crop_pct 1). Not reproduced: RandAugment, RandomErasing,
-    Mixup/CutMix in training, AMP."""
+    scale (1, 1), bicubic, horizontal flip, eval at 224 (crop_pct 1); Mixup 0.8 / CutMix 1.0 (prob 1, switch 0.5,
+    batch mode) with soft-target cross-entropy (``config.train.mixup``). Not reproduced: RandAugment, RandomErasing,
+    AMP."""
     config = ml_collections.ConfigDict()
     config.seed = 42
     config.model = ml_collections.ConfigDict(dict(
@@ -223,6 +229,8 @@ def spikformer_imagenet_config(depth: int, embed_dim: int, heads: int) -> ml_col
         weight_decay_mask="ndim>1", schedule="timm_cosine", cooldown_epochs=10, warmup_epochs=20, warmup_lr=1e-6,
         min_lr=1e-5, num_epochs=310, batch_size=192, eval_batch_size=192, loss="cross_entropy", label_smoothing=0.1,
     )
+    config.train.mixup.update(dict(mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5, mode="batch",
+                                   off_epoch=0))  # timm Mixup + SoftTargetCrossEntropy (spec §4)
     return config
 
 
@@ -230,7 +238,8 @@ def spikformer_cifar_config(num_classes: int, mean, std) -> ml_collections.Confi
     """Spikformer-4-384 on CIFAR10 / CIFAR100 (``cifar10/model.py`` + ``cifar10.yml``, spec
     ``shared/specs/spikformer.md`` §2-4): 32×32×3, T = 4, nn.Linear q/k/v/proj/MLP with bias, ``(q kᵀ)·0.125 @ v``;
     AdamW lr 5e-4, weight decay 0.06 on ndim > 1, ``timm_cosine`` (20 warm-up epochs from 1e-5, 300 + 10 cool-down),
-    batch 128, label smoothing 0.1. Data: the dataset exported as an ImageFolder (set ``--config.data.root``),
+    batch 128, label smoothing 0.1, Mixup 0.5 (no CutMix, prob 1) off from epoch 200 with soft-target cross-entropy
+    (``config.train.mixup``). Data: the dataset exported as an ImageFolder (set ``--config.data.root``),
     normalised with ``mean`` / ``std`` (per channel, [0, 1] scale), resize only + horizontal flip."""
     config = ml_collections.ConfigDict()
     config.seed = 42
@@ -253,4 +262,6 @@ def spikformer_cifar_config(num_classes: int, mean, std) -> ml_collections.Confi
         weight_decay_mask="ndim>1", schedule="timm_cosine", cooldown_epochs=10, warmup_epochs=20, warmup_lr=1e-5,
         min_lr=1e-5, num_epochs=310, batch_size=128, eval_batch_size=128, loss="cross_entropy", label_smoothing=0.1,
     )
+    config.train.mixup.update(dict(mixup_alpha=0.5, cutmix_alpha=0.0, prob=1.0, switch_prob=0.5, mode="batch",
+                                   off_epoch=200))  # cifar10.yml: mixup_off_epoch 200 (spec §4)
     return config

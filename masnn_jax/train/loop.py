@@ -24,7 +24,7 @@ from masnn_jax import models
 from masnn_jax.snn import chunking
 from masnn_jax.train import checkpoint as ckpt
 from masnn_jax.train import mesh as mesh_lib
-from masnn_jax.train import optim, steps, tasks
+from masnn_jax.train import mixing, optim, steps, tasks
 from masnn_jax.train.compile import CompiledStep
 from masnn_jax.train.metrics import MetricWriter
 from masnn_jax.train.workdir import WorkdirInUseError, workdir_lock
@@ -39,7 +39,8 @@ def validate_train_config(tc: ml_collections.ConfigDict) -> None:
     Raises:
       ValueError: naming the key: non-positive ``batch_size``, ``eval_batch_size`` or ``num_epochs``; bad optimiser
         or schedule keys (:func:`masnn_jax.train.optim.validate_optimizer_config`); unknown ``loss``; negative
-        ``checkpoint_every_steps``.
+        ``checkpoint_every_steps``; bad ``mixup`` keys or mixing with loss 'mse'
+        (:func:`masnn_jax.train.mixing.mixup_spec_from_config`, naming ``config.train.mixup.<key>``).
     """
     for key in ("batch_size", "eval_batch_size", "num_epochs"):
         value = tc.get(key)
@@ -50,6 +51,7 @@ def validate_train_config(tc: ml_collections.ConfigDict) -> None:
         raise ValueError(f"config.train.loss must be one of {tasks.LOSSES}, got {tc.get('loss')!r}")
     if int(tc.get("checkpoint_every_steps", 0) or 0) < 0:
         raise ValueError(f"config.train.checkpoint_every_steps must be >= 0, got {tc.checkpoint_every_steps!r}")
+    mixing.mixup_spec_from_config(tc)
 
 
 def note_batch_chunks(config: ml_collections.ConfigDict, n_dev: int) -> None:
@@ -77,7 +79,8 @@ class Trainer:
       need_train_data: False for evaluation only.
     Raises:
       ValueError: a global batch size not divisible by the device count, a dataset whose class count or input kind
-        does not fit the model, or bad config values (named).
+        does not fit the model, ``config.train.mixup`` with an odd per-process batch or CutMix on a model input
+        without spatial axes, or bad config values (named).
     """
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str, devices=None, *, need_train_data: bool = True):
@@ -118,6 +121,16 @@ class Trainer:
                 f"{self.test_set.num_classes} classes"
             )
         self.task = tasks.task_from_config(tc, model.input_kind, model.num_classes)
+        self.mixup = mixing.mixup_spec_from_config(tc, loss=self.task.loss)
+        if self.mixup.enabled:
+            local = int(tc.batch_size) // jax.process_count()
+            if local % 2:
+                raise ValueError(f"config.train.mixup needs an even batch on each process (timm pairs sample i with "
+                                 f"B-1-i): config.train.batch_size={tc.batch_size} gives {local} rows per process")
+            shape = getattr(model, "input_shape", None)
+            if self.mixup.cutmix_alpha > 0 and shape is not None and len(tuple(shape)) < 3:
+                raise ValueError(f"config.train.mixup.cutmix_alpha > 0 needs inputs with spatial axes (H, W, C); "
+                                 f"the model's input shape is {tuple(shape)}")
         self.tx = optim.make_optimizer(tc, self.steps_per_epoch)
         self.graphdef_train, state = steps.init_state(model, self.tx)
         model.eval()
@@ -134,8 +147,9 @@ class Trainer:
 
     def device_batch(self, batch: dict, keys=None) -> dict:
         """This process's rows of a global batch (what :meth:`train_batches` yields) -> the step's batch of global
-        ``jax.Array``s sharded over the mesh: the task's input, ``label`` as int32 and, when present, ``mask``."""
-        keys = keys or (self.task.input_key, "label", "mask")
+        ``jax.Array``s sharded over the mesh: the task's input, ``label`` as int32 and, when present, ``mask`` and
+        ``soft_target`` (Mixup/CutMix targets, float32)."""
+        keys = keys or (self.task.input_key, "label", "mask", "soft_target")
         out = {}
         for key in keys:
             if key in batch:
@@ -144,7 +158,24 @@ class Trainer:
         return out
 
     def train_batches(self, epoch: int, start_batch: int) -> Iterator[dict]:
-        """The training batches of ``epoch`` from batch ``start_batch`` on (order: a function of seed and epoch)."""
+        """This process's rows of the training batches of ``epoch`` (0-based) from batch ``start_batch`` on (order: a
+        function of seed and epoch). With ``config.train.mixup`` each batch is mixed on the host
+        (:func:`masnn_jax.train.mixing.mix_batch`, draws a function of seed, epoch, batch index and process index)
+        and carries ``'soft_target'`` ``(B, num_classes)`` float32 — from ``off_epoch`` on too (smoothed one-hot)."""
+        loader = self._train_loader(epoch, start_batch)
+        if not self.mixup.enabled:
+            return loader
+        return self._mixed(loader, epoch, start_batch)
+
+    def _mixed(self, loader, epoch: int, start_batch: int) -> Iterator[dict]:
+        active = self.mixup.active(epoch)
+        seed, proc = int(self.config.seed), jax.process_index()
+        for index, batch in enumerate(loader, start=start_batch):
+            rng = mixing.mixup_rng(seed, epoch, index, proc) if active else None
+            yield mixing.mix_batch(batch, self.mixup, input_key=self.task.input_key, num_classes=self.num_classes,
+                                   label_smoothing=self.task.label_smoothing, rng=rng, active=active)
+
+    def _train_loader(self, epoch: int, start_batch: int) -> Iterator[dict]:
         tc = self.config.train
         return iter(
             data_lib.make_loader(

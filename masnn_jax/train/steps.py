@@ -64,7 +64,9 @@ def train_step(state: dict, batch: dict, *, graphdef, tx: optax.GradientTransfor
 
     Args:
       state: ``{'params', 'rest', 'opt_state'}`` (:func:`init_state`).
-      batch: ``{task.input_key: inputs, 'label': (B,) int}`` — see the task (:mod:`masnn_jax.train.tasks`).
+      batch: ``{task.input_key: inputs, 'label': (B,) int}`` and, with Mixup/CutMix, ``'soft_target'``
+        ``(B, num_classes)`` float32 (then the loss is the soft-target cross-entropy) — see the task
+        (:mod:`masnn_jax.train.tasks`) and :mod:`masnn_jax.train.mixing`.
       graphdef: the model's graph definition in training mode. tx: the optax optimiser. task: the task.
     Returns:
       ``(new state, metrics)`` with metrics ``loss``, ``accuracy``, ``firing_rate`` (float32 scalars) and
@@ -72,10 +74,12 @@ def train_step(state: dict, batch: dict, *, graphdef, tx: optax.GradientTransfor
       changes nothing but the RNG streams (the update is skipped on device; the loop counts it).
     """
     inputs, labels = batch[task.input_key], batch["label"]
+    soft_target = batch.get("soft_target")  # Mixup/CutMix targets (masnn_jax.train.mixing); fixed for a whole run
 
     def compute_loss(params):
         outputs, new_rest, inter = _forward(graphdef, params, state["rest"], inputs)
-        loss, metrics = task.train_loss(outputs, labels)
+        loss, metrics = (task.train_loss(outputs, labels) if soft_target is None
+                         else task.train_loss(outputs, labels, soft_target))
         return loss, (metrics, new_rest, inter)
 
     (loss, (metrics, new_rest, inter)), grads = jax.value_and_grad(compute_loss, has_aux=True)(state["params"])

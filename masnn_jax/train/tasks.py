@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-__all__ = ["LOSSES", "loss_fn", "EventTask", "ImageTask", "task_from_config"]
+__all__ = ["LOSSES", "loss_fn", "soft_target_cross_entropy", "EventTask", "ImageTask", "task_from_config"]
 
 LOSSES = ("mse", "cross_entropy")
 
@@ -47,9 +47,28 @@ def loss_fn(kind: str, outputs: jax.Array, labels: jax.Array, num_classes: int,
     raise ValueError(f"config.train.loss must be one of {LOSSES}, got {kind!r}")
 
 
+def soft_target_cross_entropy(outputs: jax.Array, targets: jax.Array) -> jax.Array:
+    """Per-sample ``Σ_k −t_k · log_softmax(outputs)_k``, ``(B,)`` float32: timm's ``SoftTargetCrossEntropy``
+    (``timm/loss/cross_entropy.py``) before its batch mean; the Spikformer training loss on Mixup/CutMix targets
+    (:mod:`masnn_jax.train.mixing`). outputs, targets: ``(B, K)``."""
+    logp = jax.nn.log_softmax(outputs.astype(jnp.float32), axis=-1)
+    return -jnp.sum(targets.astype(jnp.float32) * logp, axis=-1)
+
+
+def _train_loss(task, outputs, labels, soft_target):
+    """Mean training loss and accuracy: soft-target cross-entropy when ``soft_target`` ``(B, K)`` is given (Mixup /
+    CutMix; label smoothing already inside), else the task's loss; accuracy against ``labels`` (argmax)."""
+    if soft_target is not None:
+        loss = soft_target_cross_entropy(outputs, soft_target).mean()
+    else:
+        loss = loss_fn(task.loss, outputs, labels, task.num_classes, task.label_smoothing).mean()
+    return loss, {"accuracy": jnp.mean(jnp.argmax(outputs, -1) == labels)}
+
+
 @dataclasses.dataclass(frozen=True)
 class EventTask:
-    """Event-frame classification. Batches: ``{'frames': (B, T, H, W, C), 'label': (B,)}`` for training,
+    """Event-frame classification. Batches: ``{'frames': (B, T, H, W, C), 'label': (B,)}`` (+ ``'soft_target'``
+    ``(B, K)`` float32 with Mixup) for training,
     ``{'frames': (B, n, T, H, W, C), 'label', 'mask': (B,)}`` for evaluation (``n`` windows per recording)."""
 
     num_classes: int
@@ -57,10 +76,10 @@ class EventTask:
     label_smoothing: float = 0.0
     input_key: str = "frames"
 
-    def train_loss(self, outputs, labels):
-        """``(mean loss, {'accuracy'})`` of one training batch."""
-        loss = loss_fn(self.loss, outputs, labels, self.num_classes, self.label_smoothing).mean()
-        return loss, {"accuracy": jnp.mean(jnp.argmax(outputs, -1) == labels)}
+    def train_loss(self, outputs, labels, soft_target=None):
+        """``(mean loss, {'accuracy'})`` of one training batch; with ``soft_target`` ``(B, K)`` (Mixup on event
+        frames, the Spikformer CIFAR10-DVS recipe) the loss is the soft-target cross-entropy."""
+        return _train_loss(self, outputs, labels, soft_target)
 
     def eval_inputs(self, x):
         """``(B, n, ...)`` -> ``(B·n, ...)``: every window is one inference."""
@@ -82,17 +101,18 @@ class EventTask:
 
 @dataclasses.dataclass(frozen=True)
 class ImageTask:
-    """Image classification. Batches: ``{'image': (B, H, W, C), 'label': (B,)}`` (+ ``'mask'`` for evaluation)."""
+    """Image classification. Batches: ``{'image': (B, H, W, C), 'label': (B,)}`` (+ ``'soft_target'`` ``(B, K)``
+    float32 in training with Mixup/CutMix, + ``'mask'`` for evaluation)."""
 
     num_classes: int
     loss: str = "cross_entropy"
     label_smoothing: float = 0.1
     input_key: str = "image"
 
-    def train_loss(self, outputs, labels):
-        """``(mean loss, {'accuracy'})`` (top-1 of the training batch)."""
-        loss = loss_fn(self.loss, outputs, labels, self.num_classes, self.label_smoothing).mean()
-        return loss, {"accuracy": jnp.mean(jnp.argmax(outputs, -1) == labels)}
+    def train_loss(self, outputs, labels, soft_target=None):
+        """``(mean loss, {'accuracy'})`` (top-1 of the training batch against ``labels``); with ``soft_target``
+        ``(B, K)`` (Mixup/CutMix targets) the loss is timm's soft-target cross-entropy."""
+        return _train_loss(self, outputs, labels, soft_target)
 
     def eval_inputs(self, x):
         return x
