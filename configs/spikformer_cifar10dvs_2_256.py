@@ -4,9 +4,16 @@ Model: ``cifar10dvs/model.py`` (Conv1d q/k/v without bias, ``(q kᵀ v)·0.25``,
 frames (B, T, 128, 128, 2), T = 16, embed_dim 256, depth 2, 16 heads, 10 classes: 2,566,666 parameters (the paper's 2.59 M also counts the unused ``pos_embed`` and final LayerNorm).
 Recipe (``cifar10dvs/train.py``, spec §4): AdamW lr 1e-3, weight decay 0.06 on parameters with ndim > 1
 only, per-epoch cosine with 10 warm-up epochs from 1e-5 down to 1e-5, 106 epochs, batch 16, label smoothing
-0.1. Data: SpikingJelly's ``split_by='number'`` (T frames with equal event counts over the whole recording) is not
-available here; the frames are T bins of 80 ms of one window of the recording (``config.data.dt_ms``), which covers
-about the whole recording. Not reproduced: the per-sample flip + ``SNNAugmentWide`` augmentation, AMP.
+0.1. Data as ``cifar10dvs/train.py`` makes it: SpikingJelly ``CIFAR10DVS(frames_number=16, split_by='number')``
+(``config.data.frame_mode='number'``: 16 frames with equal event counts over the whole recording, bit-identical to
+SpikingJelly's integration), the first 90 % of each class in SpikingJelly's file order for training
+(``cifar_split_order='spikingjelly'``: k sorted as strings, ``ceil``), one clip per test sample, and per training
+sample a horizontal flip (p 0.5) then ``SNNAugmentWide`` on the whole clip (``config.data.augment``; see
+``masnn_jax.data.events.recipe``; NumPy random stream instead of torch's). Differences left: SpikingJelly's reader
+transposes and flips the AEDAT coordinates and inverts the polarity (``x = 127 - y``, ``y = 127 - x``,
+``p = 1 - p``); here the events keep the orientation and polarity of the ``.aedat`` files (so the frames are SpikingJelly's
+transposed, turned by 180 degrees, with ON/OFF swapped; the ``.mat`` files' orientation relative to either is
+UNVERIFIED). Not reproduced: that orientation, AMP.
 Mixup 0.5 (p 0.5, off from epoch 75) on the event frames is reproduced (``config.train.mixup``).
 
     python train.py --config=configs/spikformer_cifar10dvs_2_256.py --config.data.root=/path/to/cifar10_dvs
@@ -35,7 +42,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.dtype = ml_collections.FieldReference(None, field_type=str)
     config.data = default_data_config("cifar10_dvs")
     config.data.T = t_ref
-    config.data.update(dict(dt_ms=80, ds=1, n_test_windows=1, train_random_window=False))
+    config.data.update(dict(frame_mode="number", augment="snn_augment_wide", cifar_split_order="spikingjelly",
+                            ds=1, n_test_windows=1, train_random_window=False))
     config.train = train_defaults(
         optimizer="adamw", learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.06,
         weight_decay_mask="ndim>1", schedule="cosine_epoch", warmup_epochs=10, warmup_lr=1e-5, min_lr=1e-5,

@@ -36,10 +36,21 @@ verify                   'auto'     read and validate every file of both splits 
                                     the embedded digits)
 verify_auto_mb           64         size limit (MiB, both splits) for verify='auto'
 verify_workers           0          threads for verify (0 = min(8, CPUs))
+frame_mode               'time'     'time': T bins of dt_ms in windows (MA-SNN loaders) |
+                                    'number': SpikingJelly split_by='number', T frames of equal
+                                    event counts over the whole recording (Spikformer
+                                    CIFAR10-DVS; needs n_test_windows=1 and
+                                    train_random_window=False; not for digits_dvs)
+augment                  'none'     'none' | 'snn_augment_wide': training clips get hflip p 0.5
+                                    then SNNAugmentWide (official Spikformer CIFAR10-DVS; see
+                                    masnn_jax.data.events.recipe); not for digits_dvs
 gesture_layout           'auto'     'tonic' | 'ibm' | 'auto' (see DVSGestureDataset)
 gait_lighting            'day'      'day' | 'night'
 cifar_layout             'auto'     'mat' | 'aedat' | 'auto'
 cifar_train_fraction     0.9        per-class fraction of CIFAR10-DVS files used for training
+cifar_split_order        'numeric'  'numeric': files by k, first floor(fraction*n) train (MA-SNN) |
+                                    'spikingjelly': k sorted as strings, first ceil(fraction*n)
+                                    train (Spikformer's split of SpikingJelly's CIFAR10DVS)
 digits_test_fraction     0.2        stratified test fraction of the 1,797 digits
 digits_sensor_size       32         sensor side (int) or (H, W)
 digits_scale             3.0        sensor pixels per digit pixel (8x8 -> 24x24)
@@ -78,13 +89,14 @@ DATASET_DEFAULTS = {
 COMMON_KEYS = dict(name="digits_dvs", root=None, T=None, dt_ms=None, ds=None,
                    n_test_windows=None, seed=0, train_random_window=None, cache_events=False,
                    cache_mb=1024.0, window_rule="official", bad_windows="skip", signed_polarity="off_on",
-                   verify="auto", verify_auto_mb=64, verify_workers=0)
+                   verify="auto", verify_auto_mb=64, verify_workers=0, frame_mode="time", augment="none")
 
 SPECIFIC_KEYS = dict(
     gesture_layout="auto",
     gait_lighting="day",
     cifar_layout="auto",
     cifar_train_fraction=0.9,
+    cifar_split_order="numeric",
     digits_test_fraction=0.2,
     digits_sensor_size=32,
     digits_scale=3.0,
@@ -264,6 +276,16 @@ def build(data_config, split: str) -> EventFrameDataset:
     if full["verify"] not in (True, False, "auto"):
         raise ValueError(f"config.data.verify must be True, False or 'auto', got {full['verify']!r}")
 
+    from masnn_jax.data.events.recipe import AUGMENT_MODES, FRAME_MODES
+
+    for key, allowed in (("frame_mode", FRAME_MODES), ("augment", AUGMENT_MODES)):
+        if full[key] not in allowed:
+            raise ValueError(f"config.data.{key} must be one of {allowed}, got {full[key]!r}")
+    recipe = dict(frame_mode=str(full["frame_mode"]), augment=str(full["augment"]))
+    if name == "digits_dvs" and recipe != dict(frame_mode="time", augment="none"):
+        raise ValueError(f"config.data.frame_mode={recipe['frame_mode']!r} / config.data.augment="
+                         f"{recipe['augment']!r}: digits_dvs frames are emulated in fixed windows; only "
+                         "frame_mode='time' and augment='none' are available for it")
     if name == "digits_dvs":
         side = full["digits_sensor_size"]
         sensor = (int(side), int(side)) if isinstance(side, (int, float)) else tuple(int(s) for s in side)
@@ -282,10 +304,12 @@ def build(data_config, split: str) -> EventFrameDataset:
     root = full["root"]
     if name == "dvs_gesture":
         return DVSGestureDataset(root, split, layout=str(full["gesture_layout"]), random_window=random_window,
-                                 bad_windows=str(full["bad_windows"]), **files, **common)
+                                 bad_windows=str(full["bad_windows"]), **files, **common).set_recipe(**recipe)
     if name == "dvs_gait":
         return DVSGaitDataset(root, split, lighting=str(full["gait_lighting"]), random_window=random_window,
-                              signed_polarity=str(full["signed_polarity"]), **files, **common)
-    return CIFAR10DVSDataset(root, split, layout=str(full["cifar_layout"]),
-                             train_fraction=float(full["cifar_train_fraction"]), random_window=random_window,
-                             signed_polarity=str(full["signed_polarity"]), **files, **common)
+                              signed_polarity=str(full["signed_polarity"]), **files, **common).set_recipe(**recipe)
+    ds = CIFAR10DVSDataset(root, split, layout=str(full["cifar_layout"]),
+                           train_fraction=float(full["cifar_train_fraction"]), random_window=random_window,
+                           signed_polarity=str(full["signed_polarity"]),
+                           split_order=str(full["cifar_split_order"]), **files, **common)
+    return ds.set_recipe(**recipe)

@@ -186,6 +186,46 @@ class EventFrameDataset:
 
     #: Random training starts include ``t_last - T*dt`` (Gait's ``random.randint``) when True.
     include_high = False
+    #: ``config.data.frame_mode`` ('time' | 'number', :mod:`masnn_jax.data.events.recipe`); set by :meth:`set_recipe`.
+    frame_mode = "time"
+    #: ``config.data.augment`` ('none' | 'snn_augment_wide'); set by :meth:`set_recipe`.
+    augment = "none"
+
+    def set_recipe(self, *, frame_mode: str = "time", augment: str = "none") -> "EventFrameDataset":
+        """Chooses how frames are made and augmented (``config.data.frame_mode`` / ``config.data.augment``).
+
+        * ``frame_mode='time'`` (default): windows of ``T`` bins of ``dt_us`` (the MA-SNN loaders, module docstring).
+        * ``frame_mode='number'``: SpikingJelly's ``split_by='number'`` over the whole sample
+          (:func:`~masnn_jax.data.events.recipe.frames_by_number`: ``T`` frames with equal event counts, in the
+          sample's event order); ``dt_ms``, ``window_rule`` and the windows do not apply; test items are
+          ``(1, T, H, W, 2)`` (one clip, so ``n_test_windows`` must be 1 and ``train_random_window`` False).
+        * ``augment='snn_augment_wide'``: every training item gets the official Spikformer CIFAR10-DVS augmentation
+          (:func:`~masnn_jax.data.events.recipe.hflip_then_snn_augment_wide`) drawn from
+          ``np.random.default_rng([seed, epoch, index, 7])``; test items are never augmented.
+
+        Returns:
+          ``self``.
+
+        Raises:
+          ValueError: an unknown value, or ``'number'`` with ``n_test_windows != 1`` or random training windows
+            (naming the ``config.data`` keys).
+        """
+        from masnn_jax.data.events.recipe import AUGMENT_MODES, FRAME_MODES
+
+        if frame_mode not in FRAME_MODES:
+            raise ValueError(f"config.data.frame_mode must be one of {FRAME_MODES}, got {frame_mode!r}")
+        if augment not in AUGMENT_MODES:
+            raise ValueError(f"config.data.augment must be one of {AUGMENT_MODES}, got {augment!r}")
+        if frame_mode == "number":
+            if self.n_test_windows != 1:
+                raise ValueError(f"config.data.frame_mode='number' frames the whole recording as one clip: set "
+                                 f"config.data.n_test_windows=1 (got {self.n_test_windows})")
+            if self.random_window:
+                raise ValueError("config.data.frame_mode='number' frames the whole recording (no window): set "
+                                 "config.data.train_random_window=False")
+        self.frame_mode = frame_mode
+        self.augment = augment
+        return self
 
     def __init__(self, *, name: str, split: str, num_classes: int, sensor_size: tuple[int, int],
                  T: int, dt_us: int, ds: int, n_test_windows: int, seed: int,
@@ -298,12 +338,26 @@ class EventFrameDataset:
         what = self.sample_name(index)
         if ev.shape[0] == 0:
             raise DataFormatError(f"{what}: the sample holds no events")
+        if self.frame_mode == "number":  # SpikingJelly split_by='number' over the whole sample (recipe.py)
+            from masnn_jax.data.events.recipe import frames_by_number, hflip_then_snn_augment_wide
+
+            fr = frames_by_number(ev, self.sensor_size, T=self.T, ds=self.ds, what=what)
+            if self.split == "test":
+                return fr[None]
+            if self.augment == "snn_augment_wide":
+                fr = hflip_then_snn_augment_wide(fr, np.random.default_rng([self.seed, int(epoch), index, 7]))
+            return fr
         if self.split == "train":
             rng = np.random.default_rng([self.seed, int(epoch), index]) if self.random_window else None
             start = train_window_start(int(ev["t"][0]), int(ev["t"][-1]), T=self.T, dt_us=self.dt_us, rng=rng,
                                        include_high=self.include_high)
-            return frames_train_window(ev, self.sensor_size, start, T=self.T, dt_us=self.dt_us, ds=self.ds,
-                                       rule=self.window_rule, what=what)
+            fr = frames_train_window(ev, self.sensor_size, start, T=self.T, dt_us=self.dt_us, ds=self.ds,
+                                     rule=self.window_rule, what=what)
+            if self.augment == "snn_augment_wide":
+                from masnn_jax.data.events.recipe import hflip_then_snn_augment_wide
+
+                fr = hflip_then_snn_augment_wide(fr, np.random.default_rng([self.seed, int(epoch), index, 7]))
+            return fr
         return frames_test_windows(ev, self.sensor_size, T=self.T, dt_us=self.dt_us, n=self.n_test_windows,
                                    ds=self.ds, rule=self.window_rule, what=what)
 
@@ -312,7 +366,8 @@ class EventFrameDataset:
         ev = self.sample_events(index, recording)
         if ev.shape[0] == 0:
             return f"{self.sample_name(index)}: the sample holds no events"
-        if self.split == "test" and self.window_rule == "official" and ev["t"][0] == ev["t"][-1]:
+        if (self.split == "test" and self.frame_mode == "time" and self.window_rule == "official"
+                and ev["t"][0] == ev["t"][-1]):
             return (f"{self.sample_name(index)}: all events share one timestamp; the official test windows would "
                     "hold none")
         return None

@@ -366,7 +366,11 @@ class CIFAR10DVSDataset(EventFrameDataset):
     ``<class>`` is one of airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck
     (label = index in that list; the official code uses ``os.listdir`` order). Per class, files
     are sorted by k and the first ``floor(train_fraction * n)`` are train, the rest test (the
-    official split: 900 / 100 per class, 9,000 / 1,000 in all). Official defaults: T = 20,
+    official split: 900 / 100 per class, 9,000 / 1,000 in all). ``split_order='spikingjelly'`` gives the Spikformer
+    split instead (``split_to_train_test_set(0.9, CIFAR10DVS(...))`` in ``cifar10dvs/train.py``): files ordered as
+    SpikingJelly's ``DatasetFolder`` lists them, i.e. by ``k`` **as a string** (0, 1, 10, 100, 101, ...), and the
+    first ``ceil(train_fraction * n)`` are train (for 1,000 files per class the test files are the last 100 in that
+    order, not k = 900-999). Official defaults: T = 20,
     dt = 10 ms, ds = 1, random training windows, 10 test windows. ``signed_polarity`` as for
     :class:`DVSGaitDataset`; ``.mat`` files are validated when read (errors name the file and row).
 
@@ -380,8 +384,11 @@ class CIFAR10DVSDataset(EventFrameDataset):
                  train_fraction: float = 0.9, T: int = 20, dt_ms: float = 10.0, ds: int = 1,
                  n_test_windows: int = 10, seed: int = 0, random_window: bool = True,
                  cache_events: bool = False, cache_mb: float = 1024, window_rule: str = "official",
-                 signed_polarity: str = "off_on"):
+                 signed_polarity: str = "off_on", split_order: str = "numeric"):
         root = _require_root(root, "cifar10_dvs")
+        if split_order not in ("numeric", "spikingjelly"):
+            raise ValueError(f"config.data.cifar_split_order must be 'numeric' or 'spikingjelly', got {split_order!r}")
+        self.split_order = split_order
         self.signed_polarity = signed_polarity
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -410,8 +417,12 @@ class CIFAR10DVSDataset(EventFrameDataset):
                 raise DatasetNotFoundError(
                     f"CIFAR10-DVS ({layout} layout): no '*{ext}' files in {d}. Expected {CIFAR10DVS_LAYOUT}"
                 )
-            found.sort()
-            n_train = int(np.floor(float(train_fraction) * len(found)))
+            if split_order == "numeric":
+                found.sort()
+                n_train = int(np.floor(float(train_fraction) * len(found)))
+            else:  # SpikingJelly's DatasetFolder order (names as strings) and the Spikformer math.ceil split
+                found.sort(key=lambda kf: (str(kf[0]), kf[1]))
+                n_train = int(np.ceil(float(train_fraction) * len(found)))
             part = found[:n_train] if split == "train" else found[n_train:]
             files += [os.path.join(d, f) for _, f in part]
             labels += [label] * len(part)
@@ -431,11 +442,14 @@ class CIFAR10DVSDataset(EventFrameDataset):
         return self._files[index]
 
     def read_recording(self, path: str) -> np.ndarray:
-        """The validated events of ``path`` sorted by t (one warning when the file is not in time order)."""
+        """The validated events of ``path`` sorted by t (one warning when the file is not in time order); in file order
+        when ``frame_mode == 'number'`` (SpikingJelly's ``split_by='number'`` counts events in file order)."""
         if self.layout == "mat":
             ev = read_cifar10dvs_mat(path, sensor_size=self.sensor_size, signed_polarity=self.signed_polarity)
         else:
             ev = validate_events(read_aedat2_dvs128(path), self.sensor_size, what=path)
+        if self.frame_mode == "number":  # SpikingJelly integrates the file order (no sort)
+            return ev
         return sort_events(ev, what=path)
 
 
