@@ -9,11 +9,10 @@ only, per-epoch cosine with 10 warm-up epochs from 1e-5 down to 1e-5, 106 epochs
 SpikingJelly's integration), the first 90 % of each class in SpikingJelly's file order for training
 (``cifar_split_order='spikingjelly'``: k sorted as strings, ``ceil``), one clip per test sample, and per training
 sample a horizontal flip (p 0.5) then ``SNNAugmentWide`` on the whole clip (``config.data.augment``; see
-``masnn_jax.data.events.recipe``; NumPy random stream instead of torch's). Differences left: SpikingJelly's reader
-transposes and flips the AEDAT coordinates and inverts the polarity (``x = 127 - y``, ``y = 127 - x``,
-``p = 1 - p``); here the events keep the orientation and polarity of the ``.aedat`` files (so the frames are SpikingJelly's
-transposed, turned by 180 degrees, with ON/OFF swapped; the ``.mat`` files' orientation relative to either is
-UNVERIFIED). Not reproduced: that orientation, AMP.
+``masnn_jax.data.events.recipe``; NumPy random stream instead of torch's), and the events oriented as SpikingJelly's
+reader orients the original ``.aedat`` files (``cifar_orientation='spikingjelly'``: ``x = 127 - y``,
+``y = 127 - x``, ``p = 1 - p``; with the MA-SNN ``.mat`` files set ``--config.data.cifar_orientation=as_stored``,
+whose orientation relative to SpikingJelly's is UNVERIFIED). Not reproduced: AMP.
 Mixup 0.5 (p 0.5, off from epoch 75) on the event frames is reproduced (``config.train.mixup``).
 
     python train.py --config=configs/spikformer_cifar10dvs_2_256.py --config.data.root=/path/to/cifar10_dvs
@@ -43,7 +42,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data = default_data_config("cifar10_dvs")
     config.data.T = t_ref
     config.data.update(dict(frame_mode="number", augment="snn_augment_wide", cifar_split_order="spikingjelly",
-                            ds=1, n_test_windows=1, train_random_window=False))
+                            cifar_orientation="spikingjelly", ds=1, n_test_windows=1, train_random_window=False))
     config.train = train_defaults(
         optimizer="adamw", learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.06,
         weight_decay_mask="ndim>1", schedule="cosine_epoch", warmup_epochs=10, warmup_lr=1e-5, min_lr=1e-5,

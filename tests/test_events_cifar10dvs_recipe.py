@@ -56,6 +56,33 @@ def _sj_integrate():
     return _SJ["integrate_events_by_fixed_frames_number"]
 
 
+def _sj_load_origin_data(path):
+    """SpikingJelly's own CIFAR10DVS AEDAT reader (``_load_origin_data`` and the helpers and masks it uses), taken from
+    the installed ``spikingjelly/datasets/cifar10_dvs.py`` with ``ast`` (importing it needs torchvision)."""
+    if "_load_origin_data" not in _SJ:
+        import ast
+
+        sj = pytest.importorskip("spikingjelly")
+        src = os.path.join(os.path.dirname(sj.__file__), "datasets", "cifar10_dvs.py")
+        tree = ast.parse(open(src, encoding="utf-8").read())
+        keep = []
+        for n in tree.body:
+            if isinstance(n, ast.FunctionDef) and n.name.startswith("_"):
+                keep.append(n)
+            elif isinstance(n, ast.Assign) and all(isinstance(t, ast.Name) and t.id.endswith(("_mask", "_shift"))
+                                                   or isinstance(t, ast.Name) and t.id.startswith("EVT_")
+                                                   for t in n.targets):
+                keep.append(n)
+        tree.body = keep
+        import typing
+
+        ns = {"np": np, "logger": None, "Path": os.PathLike, "Union": typing.Union}
+        exec(compile(tree, src, "exec"), ns)
+        _SJ["_load_origin_data"] = ns["_load_origin_data"]
+    d = _SJ["_load_origin_data"](path)
+    return _events(d["x"], d["y"], d["p"], d["t"])
+
+
 def _sj_frames(ev, T, H, W):
     integrate_events_by_fixed_frames_number = _sj_integrate()
     d = {"t": ev["t"].astype(np.int64), "x": ev["x"].astype(np.int64), "y": ev["y"].astype(np.int64),
@@ -325,4 +352,14 @@ def test_spikformer_cifar10dvs_config_uses_the_recipe(tmp_path):
     te = build(d, "test")
     item = te[0]["frames"]
     assert item.shape == (1, 16, 128, 128, 2) and item.sum() == 40
-    np.testing.assert_array_equal(item[0], _sj_frames(files[te._files[0]], 16, 128, 128).transpose(0, 2, 3, 1))
+    # the whole SpikingJelly path: its AEDAT reader (x = 127 - y, y = 127 - x, p = 1 - p) then its integration
+    sj_ev = _sj_load_origin_data(te._files[0])
+    st = files[te._files[0]]
+    assert sj_ev["x"].tolist() == (127 - st["y"]).tolist() and sj_ev["p"].tolist() == (~st["p"]).tolist()
+    np.testing.assert_array_equal(item[0], _sj_frames(sj_ev, 16, 128, 128).transpose(0, 2, 3, 1))
+    with pytest.raises(ValueError, match="config.data.cifar_orientation"):
+        mat_root = tmp_path / "mat"
+        for cls in CIFAR10_CLASSES:
+            (mat_root / cls).mkdir(parents=True)
+            (mat_root / cls / "0.mat").write_bytes(b"x")
+        build(dict(d.to_dict(), root=str(mat_root)), "train")

@@ -51,6 +51,8 @@ cifar_train_fraction     0.9        per-class fraction of CIFAR10-DVS files used
 cifar_split_order        'numeric'  'numeric': files by k, first floor(fraction*n) train (MA-SNN) |
                                     'spikingjelly': k sorted as strings, first ceil(fraction*n)
                                     train (Spikformer's split of SpikingJelly's CIFAR10DVS)
+cifar_orientation        'as_stored' 'as_stored' | 'spikingjelly' (.aedat only): x = 127 - y,
+                                    y = 127 - x, p = 1 - p as SpikingJelly's CIFAR10DVS reader
 digits_test_fraction     0.2        stratified test fraction of the 1,797 digits
 digits_sensor_size       32         sensor side (int) or (H, W)
 digits_scale             3.0        sensor pixels per digit pixel (8x8 -> 24x24)
@@ -97,6 +99,7 @@ SPECIFIC_KEYS = dict(
     cifar_layout="auto",
     cifar_train_fraction=0.9,
     cifar_split_order="numeric",
+    cifar_orientation="as_stored",
     digits_test_fraction=0.2,
     digits_sensor_size=32,
     digits_scale=3.0,
@@ -311,5 +314,6 @@ def build(data_config, split: str) -> EventFrameDataset:
     ds = CIFAR10DVSDataset(root, split, layout=str(full["cifar_layout"]),
                            train_fraction=float(full["cifar_train_fraction"]), random_window=random_window,
                            signed_polarity=str(full["signed_polarity"]),
-                           split_order=str(full["cifar_split_order"]), **files, **common)
+                           split_order=str(full["cifar_split_order"]),
+                           orientation=str(full["cifar_orientation"]), **files, **common)
     return ds.set_recipe(**recipe)

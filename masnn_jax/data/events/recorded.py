@@ -370,7 +370,9 @@ class CIFAR10DVSDataset(EventFrameDataset):
     split instead (``split_to_train_test_set(0.9, CIFAR10DVS(...))`` in ``cifar10dvs/train.py``): files ordered as
     SpikingJelly's ``DatasetFolder`` lists them, i.e. by ``k`` **as a string** (0, 1, 10, 100, 101, ...), and the
     first ``ceil(train_fraction * n)`` are train (for 1,000 files per class the test files are the last 100 in that
-    order, not k = 900-999). Official defaults: T = 20,
+    order, not k = 900-999). ``orientation='spikingjelly'`` (``.aedat`` layout only) re-maps each event as
+    SpikingJelly's ``CIFAR10DVS`` reader (``_load_origin_data``) does: ``x = 127 - y``, ``y = 127 - x``, ``p = 1 - p``
+    (``'as_stored'``, the default, keeps the file's values). Official defaults: T = 20,
     dt = 10 ms, ds = 1, random training windows, 10 test windows. ``signed_polarity`` as for
     :class:`DVSGaitDataset`; ``.mat`` files are validated when read (errors name the file and row).
 
@@ -384,8 +386,11 @@ class CIFAR10DVSDataset(EventFrameDataset):
                  train_fraction: float = 0.9, T: int = 20, dt_ms: float = 10.0, ds: int = 1,
                  n_test_windows: int = 10, seed: int = 0, random_window: bool = True,
                  cache_events: bool = False, cache_mb: float = 1024, window_rule: str = "official",
-                 signed_polarity: str = "off_on", split_order: str = "numeric"):
+                 signed_polarity: str = "off_on", split_order: str = "numeric", orientation: str = "as_stored"):
         root = _require_root(root, "cifar10_dvs")
+        if orientation not in ("as_stored", "spikingjelly"):
+            raise ValueError(f"config.data.cifar_orientation must be 'as_stored' or 'spikingjelly', got {orientation!r}")
+        self.orientation = orientation
         if split_order not in ("numeric", "spikingjelly"):
             raise ValueError(f"config.data.cifar_split_order must be 'numeric' or 'spikingjelly', got {split_order!r}")
         self.split_order = split_order
@@ -407,6 +412,11 @@ class CIFAR10DVSDataset(EventFrameDataset):
             first = os.listdir(os.path.join(root, CIFAR10_CLASSES[0]))
             layout = "aedat" if any(f.endswith(".aedat") for f in first) and not any(
                 f.endswith(".mat") for f in first) else "mat"
+        if orientation == "spikingjelly" and layout != "aedat":
+            raise ValueError(
+                "config.data.cifar_orientation='spikingjelly' re-maps the original AEDAT addresses as SpikingJelly's "
+                f"CIFAR10DVS reader does; {root} holds the {layout!r} layout, whose orientation relative to the AEDAT "
+                "files is not known here: use the .aedat files or set config.data.cifar_orientation='as_stored'")
         ext = ".mat" if layout == "mat" else ".aedat"
         files, labels = [], []
         for label, cls in enumerate(CIFAR10_CLASSES):
@@ -448,6 +458,12 @@ class CIFAR10DVSDataset(EventFrameDataset):
             ev = read_cifar10dvs_mat(path, sensor_size=self.sensor_size, signed_polarity=self.signed_polarity)
         else:
             ev = validate_events(read_aedat2_dvs128(path), self.sensor_size, what=path)
+            if self.orientation == "spikingjelly":  # SJ _load_origin_data: x = 127 - y, y = 127 - x, p = 1 - p
+                ev = ev.copy()
+                x = ev["x"].copy()
+                ev["x"] = 127 - ev["y"]
+                ev["y"] = 127 - x
+                ev["p"] = ~ev["p"]
         if self.frame_mode == "number":  # SpikingJelly integrates the file order (no sort)
             return ev
         return sort_events(ev, what=path)
