@@ -67,6 +67,13 @@ from masnn_jax.data.events.readers import (
     read_trial_list,
 )
 from masnn_jax.data.events.verify import VerifyReport, maybe_verify, verify
+from masnn_jax.data.events.recipe import (
+    AUGMENT_MODES,
+    FRAME_MODES,
+    frames_by_number,
+    hflip_then_snn_augment_wide,
+    snn_augment_wide,
+)
 
 __all__ = [
     "build", "default_data_config", "DATASET_NAMES", "DATASET_DEFAULTS", "check_model_data",
@@ -79,6 +86,7 @@ __all__ = [
     "EVENT_DTYPE", "make_events", "polarity_to_index", "sort_events",
     "events_to_frames", "frames_for_windows", "spread_window_starts", "train_window_start",
     "vote_correct",
+    "FRAME_MODES", "AUGMENT_MODES", "frames_by_number", "snn_augment_wide", "hflip_then_snn_augment_wide",
     "make_loader", "num_batches", "Loader", "epoch_seed",
     "read_aedat31", "read_gesture_labels", "read_trial_list", "read_tonic_gesture_npy",
     "read_gait_txt", "read_cifar10dvs_mat", "read_aedat2_dvs128",
