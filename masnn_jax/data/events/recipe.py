@@ -192,6 +192,18 @@ def _cutout(frames: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, t
     return frames.copy(), (0, 0, H, W)  # torchvision's fallback erases the whole frame with itself: unchanged
 
 
+def _linspace_f32(start: float, end: float, steps: int) -> np.ndarray:
+    """``torch.linspace(start, end, steps)`` (float32) value for value: a float32 step, the first half counted up from
+    ``start`` and the rest down from ``end``, each value one rounding of the exact ``start + step * i`` (a fused
+    multiply-add). ``np.linspace`` rounds differently, which moves ``int(magnitude)`` of some translations by 1."""
+    f = np.float32
+    step = np.float64(f((f(end) - f(start)) / f(steps - 1)))
+    i = np.arange(steps)
+    up = np.float64(f(start)) + step * i
+    down = np.float64(f(end)) - step * (steps - 1 - i)
+    return np.where(i < steps // 2, up, down).astype(np.float32)
+
+
 def snn_augment_wide(frames: np.ndarray, rng: np.random.Generator, *, return_op: bool = False):
     """``SNNAugmentWide`` of the official Spikformer CIFAR10-DVS code on one clip ``(T, H, W, C)`` (or any
     ``(..., H, W, C)``): one op and one magnitude drawn for the clip and applied to every frame.
@@ -199,7 +211,7 @@ def snn_augment_wide(frames: np.ndarray, rng: np.random.Generator, *, return_op:
     The op is uniform over :data:`SNN_AUGMENT_OPS`; for the signed ops a magnitude index is uniform over 31 bins of
     ``linspace(-m, m, 31)`` (ShearX m = 0.3, TranslateX/Y m = 5 px, Rotate m = 30 degrees) and the sign is flipped
     with probability 1/2 (the bins are symmetric, so this changes no distribution). ShearX: ``affine`` with shear
-    ``degrees(magnitude)`` along x; TranslateX/Y: ``int(magnitude)`` pixels (truncated toward 0: -4..4); Rotate:
+    ``degrees(magnitude)`` along x; TranslateX/Y: ``int(magnitude)`` pixels (truncated toward 0: -5..5); Rotate:
     ``rotate(magnitude)``; all nearest, fill 0 (:func:`affine_nearest`). Cutout: RandomErasing p = 1, area
     fraction U(0.001, 0.11), aspect 1 (side ``round(sqrt(area))``, Python rounding), value 0, uniform position
     (the Cutout magnitude is drawn but unused, as in the official code). Identity: unchanged.
@@ -222,10 +234,10 @@ def snn_augment_wide(frames: np.ndarray, rng: np.random.Generator, *, return_op:
     if op != "Identity":
         k = int(rng.integers(_NUM_BINS))
         if op == "Cutout":
-            magnitude = float(np.linspace(1.0, 30.0, _NUM_BINS, dtype=np.float32)[k])
+            magnitude = float(_linspace_f32(1.0, 30.0, _NUM_BINS)[k])
         else:
             m = span[op]
-            magnitude = float(np.linspace(-m, m, _NUM_BINS, dtype=np.float32)[k])
+            magnitude = float(_linspace_f32(-m, m, _NUM_BINS)[k])
         if rng.integers(2):
             magnitude = -magnitude
     if op == "Identity":
