@@ -207,8 +207,9 @@ def spikformer_imagenet_config(depth: int, embed_dim: int, heads: int) -> ml_col
     decay 0.05 on parameters with ndim > 1 only, timm's CosineLRScheduler (``timm_cosine``: 20 warm-up epochs from
     1e-6, cosine to 1e-5 over 300 epochs, 10 cool-down epochs), label smoothing 0.1, batch 192; RandomResizedCrop
     scale (1, 1), bicubic, horizontal flip, eval at 224 (crop_pct 1); Mixup 0.8 / CutMix 1.0 (prob 1, switch 0.5,
-    batch mode) with soft-target cross-entropy (``config.train.mixup``). Not reproduced: RandAugment, RandomErasing,
-    AMP."""
+    batch mode) with soft-target cross-entropy (``config.train.mixup``); timm RandAugment ``rand-m9-mstd0.5-inc1``
+    and RandomErasing p 0.25 'const' (``imagenet.yml``; ``config.data.rand_augment`` / ``random_erase_*``). Not
+    reproduced: AMP."""
     config = ml_collections.ConfigDict()
     config.seed = 42
     config.model = ml_collections.ConfigDict(dict(
@@ -222,7 +223,9 @@ def spikformer_imagenet_config(depth: int, embed_dim: int, heads: int) -> ml_col
     config.model.dtype = ml_collections.FieldReference(None, field_type=str)
     config.data = default_data_config("imagenet2012")
     config.data.update(dict(crop_scale=(1.0, 1.0), crop_ratio=(3 / 4, 4 / 3), interpolation="bicubic",
-                            random_flip=True, auto_augment=False, eval_image_size=224))
+                            random_flip=True, auto_augment=False, eval_image_size=224,
+                            rand_augment="rand-m9-mstd0.5-inc1", random_erase_prob=0.25, random_erase_mode="const",
+                            random_erase_count=1))  # imagenet.yml: aa, reprob 0.25, remode const
     config.data.eval_resize = 224  # crop_pct 1.0
     config.train = train_defaults(
         optimizer="adamw", learning_rate=5e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.05,
@@ -240,7 +243,9 @@ def spikformer_cifar_config(num_classes: int, mean, std) -> ml_collections.Confi
     AdamW lr 5e-4, weight decay 0.06 on ndim > 1, ``timm_cosine`` (20 warm-up epochs from 1e-5, 300 + 10 cool-down),
     batch 128, label smoothing 0.1, Mixup 0.5 (no CutMix, prob 1) off from epoch 200 with soft-target cross-entropy
     (``config.train.mixup``). Data: the dataset exported as an ImageFolder (set ``--config.data.root``),
-    normalised with ``mean`` / ``std`` (per channel, [0, 1] scale), resize only + horizontal flip."""
+    normalised with ``mean`` / ``std`` (per channel, [0, 1] scale), resize only + horizontal flip, timm RandAugment
+    ``rand-m9-n1-mstd0.4-inc1`` over Equalize, Rotate, ShearX, TranslateXRel, TranslateYRel (``aa_snn.py``) and
+    RandomErasing p 0.25 'const' (``cifar10.yml``)."""
     config = ml_collections.ConfigDict()
     config.seed = 42
     config.model = ml_collections.ConfigDict(dict(
@@ -255,7 +260,9 @@ def spikformer_cifar_config(num_classes: int, mean, std) -> ml_collections.Confi
     config.data = default_data_config("imagefolder")
     config.data.update(dict(image_size=32, eval_image_size=32, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0),
                             random_flip=True, auto_augment=False, interpolation="bilinear", mean=tuple(mean),
-                            std=tuple(std)))
+                            std=tuple(std), rand_augment="rand-m9-n1-mstd0.4-inc1",
+                            random_erase_prob=0.25, random_erase_mode="const", random_erase_count=1))
+    config.data.rand_augment_ops = ("Equalize", "Rotate", "ShearX", "TranslateXRel", "TranslateYRel")  # aa_snn.py
     config.data.eval_resize = 32
     config.train = train_defaults(
         optimizer="adamw", learning_rate=5e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.06,

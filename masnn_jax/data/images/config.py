@@ -22,6 +22,12 @@ crop_ratio           (0.75, 1.3333)   RandomResizedCrop aspect-ratio (w/h) range
 interpolation        'bilinear'       resize filter: 'bilinear' | 'bicubic' | 'nearest'
 auto_augment         True (digits F)  torchvision's ImageNet AutoAugment on training images
 random_flip          False            horizontal flip with p = 0.5 (the official recipe has none)
+rand_augment         ''               timm RandAugment string ('rand-m9-mstd0.5-inc1'); '' = off; not with
+                                      auto_augment (fill round(255*mean), geometric filter = interpolation)
+rand_augment_ops     None             op names RandAugment draws from; None = timm's list for the string's inc
+random_erase_prob    0.0              timm RandomErasing probability on the normalised image (0 = off)
+random_erase_mode    'const'          erased fill: 'const' (0) | 'rand' (normal per channel) | 'pixel'
+random_erase_count   1                maximum erased boxes per image (timm max_count)
 mean                 ImageNet mean    per-channel normalisation mean of [0, 1] values
 std                  ImageNet std     per-channel normalisation std
 seed                 0                augmentation seed: items are a function of (seed, epoch, index)
@@ -59,7 +65,8 @@ COMMON_KEYS = dict(
     name="digits_images", root=None, source=None, tfds_version=None, image_size=224, eval_image_size=224,
     eval_resize=None, crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), interpolation="bilinear",
     auto_augment=True, random_flip=False, mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=0, on_corrupt="skip",
-    digits_image_size=32, digits_val_fraction=0.2,
+    digits_image_size=32, digits_val_fraction=0.2, rand_augment="", rand_augment_ops=None, random_erase_prob=0.0,
+    random_erase_mode="const", random_erase_count=1,
 )
 #: Per-name defaults over :data:`COMMON_KEYS`.
 DATASET_DEFAULTS = {
@@ -92,6 +99,7 @@ def default_data_config(name: str = "digits_images"):
     d["tfds_version"] = config_dict.placeholder(str)
     if d["eval_resize"] is None:
         d["eval_resize"] = config_dict.placeholder(int)
+    d["rand_augment_ops"] = config_dict.placeholder(tuple)
     return ml_collections.ConfigDict(d)
 
 
@@ -132,6 +140,23 @@ def _triple(full: dict, key: str, positive: bool) -> tuple[float, float, float]:
         raise ValueError(f"config.data.{key} must be 3 {'positive ' if positive else ''}numbers (R, G, B), "
                          f"got {v!r}")
     return t
+
+
+def _rand_augment_str(full: dict) -> str:
+    v = full["rand_augment"]
+    if not isinstance(v, str):
+        raise ValueError(f"config.data.rand_augment must be a timm RandAugment string (e.g. 'rand-m9-mstd0.5-inc1') "
+                         f"or '' for off, got {v!r}")
+    return v
+
+
+def _rand_augment_ops(full: dict):
+    v = full["rand_augment_ops"]
+    if v is None:
+        return None
+    if isinstance(v, str) or not isinstance(v, (tuple, list)) or not all(isinstance(o, str) for o in v):
+        raise ValueError(f"config.data.rand_augment_ops must be None or a tuple of op names, got {v!r}")
+    return tuple(v)
 
 
 def build(data_config, split: str) -> ImageDataset:
@@ -177,7 +202,10 @@ def build(data_config, split: str) -> ImageDataset:
         transform = TrainTransform(
             _pos_int(full, "image_size"), scale=_pair(full, "crop_scale", 0.0, 1.0),
             ratio=_pair(full, "crop_ratio", 0.0, None), interpolation=full["interpolation"],
-            auto_augment=bool(full["auto_augment"]), random_flip=bool(full["random_flip"]), mean=mean, std=std)
+            auto_augment=bool(full["auto_augment"]), random_flip=bool(full["random_flip"]), mean=mean, std=std,
+            rand_augment=_rand_augment_str(full), rand_augment_ops=_rand_augment_ops(full),
+            random_erase_prob=full["random_erase_prob"], random_erase_mode=full["random_erase_mode"],
+            random_erase_count=full["random_erase_count"])
     else:
         resize = None if full["eval_resize"] is None else _pos_int(full, "eval_resize")
         transform = EvalTransform(_pos_int(full, "eval_image_size"), resize=resize,

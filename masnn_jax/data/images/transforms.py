@@ -8,6 +8,14 @@ the same 0.875 ratio (resize 329). Every random decision comes from a ``numpy.ra
 ``(seed, epoch, index)``: the crop, the flip and AutoAugment each draw from their own spawned child stream, so
 enabling one does not move the others.
 
+Spikformer recipes (timm's ``create_transform`` order): RandomResizedCrop -> flip -> RandAugment
+(``rand_augment='rand-m9-mstd0.5-inc1'`` etc., :mod:`.randaugment`: timm 1.0.31 semantics, fill colour
+``round(255 * mean)``, geometric ops resampled with ``interpolation`` as timm passes its train interpolation) ->
+``ToTensor`` / normalise -> RandomErasing (``random_erase_prob``, ``random_erase_mode`` 'const' | 'rand' | 'pixel',
+``random_erase_count``) on the normalised float image. RandAugment and RandomErasing draw from their own spawned
+child streams (the 4th and 5th), so enabling them leaves the crop / flip / AutoAugment draws unchanged.
+AutoAugment and RandAugment together are refused.
+
 Images here are ``PIL.Image`` in mode 'RGB'; outputs are ``(H, W, 3)`` float32 (channels last).
 """
 
@@ -22,6 +30,15 @@ import numpy as np
 from PIL import Image
 
 from masnn_jax.data.images.autoaugment import auto_augment, sample_decision
+from masnn_jax.data.images.randaugment import (
+    RANDOM_ERASE_MODES,
+    apply_rand_augment,
+    apply_random_erasing,
+    img_mean_fill,
+    parse_rand_augment,
+    sample_rand_augment,
+    sample_random_erasing,
+)
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "INTERPOLATIONS", "ImageDecodeError", "decode_image",
            "random_resized_crop_params", "resized_crop", "resize_shorter", "center_crop", "to_normalized_array",
@@ -159,23 +176,48 @@ def default_eval_resize(eval_image_size: int) -> int:
 
 
 class TrainTransform:
-    """Training transform: RandomResizedCrop -> [horizontal flip] -> [AutoAugment] -> float32, normalised.
+    """Training transform: RandomResizedCrop -> [horizontal flip] -> [AutoAugment | RandAugment] -> float32,
+    normalised -> [RandomErasing].
 
     Args:
-      image_size: output side (pixels). scale, ratio: RandomResizedCrop ranges. interpolation: resize filter.
+      image_size: output side (pixels). scale, ratio: RandomResizedCrop ranges. interpolation: resize filter
+        (also RandAugment's geometric filter, as timm's ``create_transform`` passes it).
       auto_augment: apply torchvision's ImageNet AutoAugment. random_flip: flip left-right with probability 0.5.
-      mean, std: per-channel normalisation (of [0, 1] values).
+      mean, std: per-channel normalisation (of [0, 1] values); ``mean`` also gives RandAugment's fill colour.
+      rand_augment: timm RandAugment string (``'rand-m9-mstd0.5-inc1'``), '' = off.
+      rand_augment_ops: op names RandAugment draws from (None: timm's list for the string's ``inc``).
+      random_erase_prob: RandomErasing probability (0 = off). random_erase_mode: 'const' | 'rand' | 'pixel'.
+      random_erase_count: maximum erased boxes per image (timm ``max_count``).
     Calling ``t(img, rng)`` with an RGB PIL image returns ``(image_size, image_size, 3)`` float32.
+    Raises:
+      ValueError: AutoAugment and RandAugment both on, a bad RandAugment string / op list, or bad RandomErasing
+        settings (naming the ``config.data`` key).
     """
 
     def __init__(self, image_size: int = 224, *, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
                  interpolation: str = "bilinear", auto_augment: bool = True, random_flip: bool = False,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD):
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, rand_augment: str = "", rand_augment_ops=None,
+                 random_erase_prob: float = 0.0, random_erase_mode: str = "const", random_erase_count: int = 1):
         self.image_size = int(image_size)
         self.scale, self.ratio = tuple(scale), tuple(ratio)
         self.interpolation = interpolation
         self.auto_augment, self.random_flip = bool(auto_augment), bool(random_flip)
         self.mean, self.std = tuple(mean), tuple(std)
+        self.rand_augment = parse_rand_augment(rand_augment, rand_augment_ops) if rand_augment else None
+        if self.rand_augment is not None and self.auto_augment:
+            raise ValueError("config.data.auto_augment and config.data.rand_augment are both on; choose one "
+                             "(set auto_augment=False or rand_augment='')")
+        self.fill = img_mean_fill(self.mean)
+        p = random_erase_prob
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"config.data.random_erase_prob must be a number in [0, 1], got {p!r}")
+        if random_erase_mode not in RANDOM_ERASE_MODES:
+            raise ValueError(f"config.data.random_erase_mode must be one of {RANDOM_ERASE_MODES}, "
+                             f"got {random_erase_mode!r}")
+        c = random_erase_count
+        if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+            raise ValueError(f"config.data.random_erase_count must be an integer >= 1, got {c!r}")
+        self.random_erase_prob, self.random_erase_mode, self.random_erase_count = float(p), random_erase_mode, c
 
     @property
     def output_shape(self) -> tuple[int, int, int]:
@@ -183,19 +225,33 @@ class TrainTransform:
         return (self.image_size, self.image_size, 3)
 
     def augment(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
-        """The PIL part (crop, flip, AutoAugment) with child streams spawned from ``rng``."""
-        crop_rng, flip_rng, aa_rng = rng.spawn(3)
+        """The PIL part (crop, flip, AutoAugment / RandAugment) with child streams spawned from ``rng``."""
+        return self._augment(img, rng.spawn(5))
+
+    def _augment(self, img: Image.Image, streams) -> Image.Image:
+        crop_rng, flip_rng, aa_rng, ra_rng = streams[:4]
         top, left, h, w = random_resized_crop_params(crop_rng, img.height, img.width, self.scale, self.ratio)
         img = resized_crop(img, top, left, h, w, (self.image_size, self.image_size), self.interpolation)
         if self.random_flip and flip_rng.random() < 0.5:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
         if self.auto_augment:
             img = auto_augment(img, sample_decision(aa_rng))
+        if self.rand_augment is not None:
+            img = apply_rand_augment(img, sample_rand_augment(self.rand_augment, ra_rng, self.interpolation),
+                                     self.fill)
         return img
 
     def __call__(self, img: Image.Image, rng: np.random.Generator) -> np.ndarray:
-        """Transforms an RGB PIL image with the random stream ``rng`` -> ``(image_size, image_size, 3)`` float32."""
-        return to_normalized_array(self.augment(img, rng), self.mean, self.std)
+        """Transforms an RGB PIL image with the random stream ``rng`` -> ``(image_size, image_size, 3)`` float32.
+
+        The PIL part (:meth:`augment`) uses ``rng``'s first four spawned children, RandomErasing the fifth."""
+        streams = rng.spawn(5)
+        x = to_normalized_array(self._augment(img, streams), self.mean, self.std)
+        if self.random_erase_prob > 0:
+            x = apply_random_erasing(x, sample_random_erasing(
+                streams[4], x.shape[0], x.shape[1], x.shape[2], self.random_erase_prob, self.random_erase_mode,
+                self.random_erase_count))
+        return x
 
 
 class EvalTransform:
