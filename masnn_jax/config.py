@@ -243,7 +243,8 @@ def spikformer_cifar_config(num_classes: int, mean, std) -> ml_collections.Confi
     AdamW lr 5e-4, weight decay 0.06 on ndim > 1, ``timm_cosine`` (20 warm-up epochs from 1e-5, 300 + 10 cool-down),
     batch 128, label smoothing 0.1, Mixup 0.5 (no CutMix, prob 1) off from epoch 200 with soft-target cross-entropy
     (``config.train.mixup``). Data: the dataset exported as an ImageFolder (set ``--config.data.root``),
-    normalised with ``mean`` / ``std`` (per channel, [0, 1] scale), resize only + horizontal flip, timm RandAugment
+    normalised with ``mean`` / ``std`` (per channel, [0, 1] scale), resize only + horizontal flip, bicubic
+    (``train_interpolation``; it only matters for RandAugment's geometric ops at 32×32), timm RandAugment
     ``rand-m9-n1-mstd0.4-inc1`` over Equalize, Rotate, ShearX, TranslateXRel, TranslateYRel (``aa_snn.py``) and
     RandomErasing p 0.25 'const' (``cifar10.yml``)."""
     config = ml_collections.ConfigDict()
@@ -259,7 +260,7 @@ def spikformer_cifar_config(num_classes: int, mean, std) -> ml_collections.Confi
     config.model.dtype = ml_collections.FieldReference(None, field_type=str)
     config.data = default_data_config("imagefolder")
     config.data.update(dict(image_size=32, eval_image_size=32, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0),
-                            random_flip=True, auto_augment=False, interpolation="bilinear", mean=tuple(mean),
+                            random_flip=True, auto_augment=False, interpolation="bicubic", mean=tuple(mean),
                             std=tuple(std), rand_augment="rand-m9-n1-mstd0.4-inc1",
                             random_erase_prob=0.25, random_erase_mode="const", random_erase_count=1))
     config.data.rand_augment_ops = ("Equalize", "Rotate", "ShearX", "TranslateXRel", "TranslateYRel")  # aa_snn.py

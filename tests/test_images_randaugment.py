@@ -276,8 +276,10 @@ def test_spikformer_recipes_set_the_official_augmentations():
     c = spikformer_imagenet_config(8, 512, 8).data
     assert (c.rand_augment, c.rand_augment_ops, c.random_erase_prob, c.random_erase_mode) == \
         ("rand-m9-mstd0.5-inc1", None, 0.25, "const")
+    assert c.interpolation == "bicubic"
     c = spikformer_cifar_config(10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)).data
     assert c.rand_augment == "rand-m9-n1-mstd0.4-inc1" and c.random_erase_prob == 0.25
+    assert c.interpolation == "bicubic" and c.random_erase_mode == "const"  # cifar10.yml train_interpolation, remode
     assert tuple(c.rand_augment_ops) == ("Equalize", "Rotate", "ShearX", "TranslateXRel", "TranslateYRel")
     t = TrainTransform(32, scale=(1, 1), ratio=(1, 1), auto_augment=False, rand_augment=c.rand_augment,
                        rand_augment_ops=tuple(c.rand_augment_ops), mean=c.mean, std=c.std)
