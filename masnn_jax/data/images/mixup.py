@@ -7,8 +7,7 @@ per batch; every sample is paired with the reversed batch (``flip(0)``); soft ta
 order, so with an ``np.random.RandomState`` seeded like timm's global NumPy state the result is identical.
 
 Arrays are NumPy and channels-last: images ``(B, H, W, C)`` or event frames ``(B, T, H, W, C)`` (``spatial_axes``
-names H and W). The training loop of this project does not take soft targets yet; these functions are the batch
-transform for when it does.
+names H and W). Training applies them through :mod:`masnn_jax.train.mixing` (``config.train.mixup``).
 """
 
 from __future__ import annotations
