@@ -128,12 +128,39 @@ def events_to_frames(
     T = _check_positive_int("T", T)
     dt_us = _check_positive_int("dt_us", dt_us)
     ds = _check_positive_int("ds", ds)
+    if events.shape[0] == 0:
+        return bin_counts(events, np.zeros(0, np.int64), (H, W), T=T, ds=ds, what=what)
+    t = events["t"]
+    if np.issubdtype(t.dtype, np.floating):
+        t = np.floor(t)
+    t = t.astype(np.int64)
+    t0 = int(t.min()) if t_start_us is None else int(t_start_us)
+    return bin_counts(events, np.floor_divide(t - t0, dt_us), (H, W), T=T, ds=ds, what=what)
+
+
+def bin_counts(events: np.ndarray, bins: np.ndarray, sensor_size: tuple[int, int], *, T: int, ds: int,
+               what: str = "events") -> np.ndarray:
+    """Counts of ``events`` per frame ``bins[k]``, pixel ``(y // ds, x // ds)`` and polarity channel.
+
+    Args:
+      events: ``(N,)`` structured array (x, y, p fields; already checked with ``check_events``).
+      bins: ``(N,)`` int64 frame index of each event; events with a bin outside ``[0, T)`` are dropped.
+      sensor_size: ``(H, W)`` pixels; T, ds: positive ints (checked by the caller).
+      what: the source named in errors.
+    Returns:
+      ``(T, H // ds, W // ds, 2)`` float32 (channel 0 = OFF, 1 = ON); events in an incomplete last ``ds`` block
+      are dropped.
+    Raises:
+      ValueError: ``ds`` larger than the sensor, events outside the sensor (count, ranges and the first bad event,
+        naming ``what``), bad polarity encoding.
+    """
+    H, W = int(sensor_size[0]), int(sensor_size[1])
     hs, ws = H // ds, W // ds
     if hs == 0 or ws == 0:
-        raise ValueError(f"ds={ds} is larger than the sensor {sensor_size}")
-    out = np.zeros((T, hs, ws, 2), np.float32)
+        raise ValueError(f"ds={ds} is larger than the sensor {(H, W)}")
+    out_shape = (T, hs, ws, 2)
     if events.shape[0] == 0:
-        return out
+        return np.zeros(out_shape, np.float32)
     x = events["x"].astype(np.int64)
     y = events["y"].astype(np.int64)
     bad = (x < 0) | (x >= W) | (y < 0) | (y >= H)
@@ -145,17 +172,10 @@ def events_to_frames(
             f"(x={x[i]}, y={y[i]})"
         )
     p = polarity_to_index(events["p"], what=f"{what}: field 'p'")
-    t = events["t"]
-    if np.issubdtype(t.dtype, np.floating):
-        t = np.floor(t)
-    t = t.astype(np.int64)
-    t0 = int(t.min()) if t_start_us is None else int(t_start_us)
-    b = np.floor_divide(t - t0, dt_us)
     yy, xx = y // ds, x // ds
-    keep = (b >= 0) & (b < T) & (yy < hs) & (xx < ws)
-    flat = ((b[keep] * hs + yy[keep]) * ws + xx[keep]) * 2 + p[keep]
-    counts = np.bincount(flat, minlength=T * hs * ws * 2)
-    return counts.reshape(T, hs, ws, 2).astype(np.float32)
+    keep = (bins >= 0) & (bins < T) & (yy < hs) & (xx < ws)
+    flat = ((bins[keep] * hs + yy[keep]) * ws + xx[keep]) * 2 + p[keep]
+    return np.bincount(flat, minlength=T * hs * ws * 2).reshape(out_shape).astype(np.float32)
 
 
 def train_window_start(t_first: int, t_last: int, *, T: int, dt_us: int,

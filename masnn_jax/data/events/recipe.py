@@ -17,7 +17,8 @@ import math
 
 import numpy as np
 
-from masnn_jax.data.events.core import check_events, polarity_to_index
+from masnn_jax.data.events.core import check_events
+from masnn_jax.data.events.frames import bin_counts
 
 __all__ = ["FRAME_MODES", "AUGMENT_MODES", "SNN_AUGMENT_OPS", "frames_by_number", "number_segments",
            "affine_nearest", "snn_augment_wide", "hflip_then_snn_augment_wide"]
@@ -90,28 +91,12 @@ def frames_by_number(events: np.ndarray, sensor_size: tuple[int, int], *, T: int
     H, W = int(sensor_size[0]), int(sensor_size[1])
     if isinstance(ds, bool) or not isinstance(ds, (int, np.integer)) or ds <= 0:
         raise ValueError(f"config.data.ds must be a positive integer, got {ds!r}")
-    hs, ws = H // ds, W // ds
-    if hs == 0 or ws == 0:
+    if (H // ds) == 0 or (W // ds) == 0:
         raise ValueError(f"config.data.ds={ds} is larger than the sensor {(H, W)}")
-    j_l, j_r = number_segments(events.shape[0], T)
-    out = np.zeros((T, hs, ws, 2), np.float32)
-    if events.shape[0] == 0:
-        return out
-    x = events["x"].astype(np.int64)
-    y = events["y"].astype(np.int64)
-    bad = (x < 0) | (x >= W) | (y < 0) | (y >= H)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{what}: {int(bad.sum())} event(s) outside the sensor (H, W) = ({H}, {W}); first bad "
-                         f"event #{i} (x={x[i]}, y={y[i]})")
-    p = polarity_to_index(events["p"], what=f"{what}: field 'p'")
-    frame = np.zeros(events.shape[0], np.int64)
+    _, j_r = number_segments(events.shape[0], T)
     # frame index of event k: the i with j_l[i] <= k < j_r[i] (segments are contiguous and cover [0, N))
-    frame[:] = np.searchsorted(j_r, np.arange(events.shape[0]), side="right")
-    yy, xx = y // ds, x // ds
-    keep = (yy < hs) & (xx < ws)
-    flat = ((frame[keep] * hs + yy[keep]) * ws + xx[keep]) * 2 + p[keep]
-    return np.bincount(flat, minlength=T * hs * ws * 2).reshape(T, hs, ws, 2).astype(np.float32)
+    frame = np.searchsorted(j_r, np.arange(events.shape[0]), side="right").astype(np.int64)
+    return bin_counts(events, frame, (H, W), T=T, ds=ds, what=what)
 
 
 # ---------------------------------------------------------------------------------------------------------------
