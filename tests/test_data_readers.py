@@ -399,7 +399,8 @@ def test_gesture_auto_layout_on_an_empty_root_describes_both_layouts(tmp_path):
     for part in ("IBM layout", "userXX_<lighting>.aedat", "userXX_<lighting>_labels.csv", "trials_to_train.txt",
                  "trials_to_test.txt", "tonic layout", "ibmGestureTrain", "{label}.npy"):
         assert part in msg, part
-    with pytest.raises(ValueError, match="gesture_layout must be 'tonic', 'ibm' or 'auto'"):
+    with pytest.raises(ValueError, match=r"config\.data\.gesture_layout must be one of \('auto', 'ibm', 'tonic'\), "
+                                         r"got 'npy'"):
         build({"name": "dvs_gesture", "root": str(tmp_path), "gesture_layout": "npy"}, "train")
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from masnn_jax.data.events import (
     DataFormatError,
+    DatasetNotFoundError,
     EventCache,
     build,
     check_model_data,
@@ -436,6 +437,115 @@ def test_cli_verify(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120)
     assert r.returncode == 1, r.stderr
     assert "bad_xy.txt" in r.stdout and "bad_p.txt" in r.stdout
+
+
+def test_verify_error_lists_the_first_10_bad_files_and_counts_all(tmp_path):
+    files = {("train", 0, "good.txt"): _ok_rows(), ("test", 0, "good2.txt"): _ok_rows(seed=1)}
+    files.update({("train", 1 + k % 3, f"bad{k:02d}.txt"): _ok_rows()[:3] + [(99_000, 128, 0, 1)] for k in range(13)})
+    cfg = {"name": "dvs_gait", "root": _gait_root(str(tmp_path / "g"), files)}
+    with pytest.raises(ValueError) as err:
+        verify(cfg)
+    msg = str(err.value)
+    assert "13 problem(s) in 13 bad file(s)" in msg
+    listed = [f"bad{k:02d}.txt" for k in range(13) if f"bad{k:02d}.txt" in msg]
+    assert len(listed) == 10 and "... and 3 more bad files" in msg and "python -m masnn_jax.data verify" in msg
+    assert len(msg.splitlines()) == 12  # summary, 10 files, "... and 3 more"
+    report = verify(cfg, raise_on_problems=False)
+    assert len(report["problems"]) == 13 and len(report["problems_by_file"]) == 13
+    full = report.summary(max_files=None)  # what `python -m masnn_jax.data verify` prints
+    assert all(f"bad{k:02d}.txt" in full for k in range(13)) and "more bad files" not in full
+
+
+def _config_file(name):
+    """``configs/<name>``'s ``get_config()``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name[:-3], os.path.join(REPO, "configs", name))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def _cifar_aedat(root, per_class, corrupt=lambda j: False):
+    """CIFAR10-DVS original layout, ``per_class`` AEDAT 2.0 files per class; ``corrupt(j)``: file j truncated
+    (event data not a multiple of 8 bytes)."""
+    from masnn_jax.data.events.datasets import CIFAR10_CLASSES
+
+    for cls in CIFAR10_CLASSES:
+        d = os.path.join(root, cls)
+        os.makedirs(d, exist_ok=True)
+        for j in range(per_class):
+            x, y, p = np.arange(30) % 128, (3 * np.arange(30)) % 128, np.arange(30) % 2
+            body = np.stack([(y << 8) | (x << 1) | p, 1000 * np.arange(30) + j], axis=1).astype(">u4").tobytes()
+            with open(os.path.join(d, f"cifar10_{cls}_{j}.aedat"), "wb") as f:
+                f.write(b"#!AER-DAT2.0\r\n" + (body[:-3] if corrupt(j) else body))
+    return root
+
+
+def test_empty_cifar_split_says_why_and_training_reports_it_with_the_bad_files(tmp_path):
+    """2 files per class, the second ones corrupt: under Spikformer's split (ceil(0.9 * 2) = 2 train files per class)
+    the test split is empty by counting, and the message says so (no file was refused); the trainer verifies
+    before it builds the splits, so its error gives the empty split and the corrupt files together."""
+    from masnn_jax import train as training
+
+    root = _cifar_aedat(str(tmp_path / "c"), 2, corrupt=lambda j: j == 1)
+    cfg = {"name": "cifar10_dvs", "root": root, "cifar_split_order": "spikingjelly"}
+    with pytest.raises(DatasetNotFoundError) as err:
+        build(cfg, "test")
+    msg = str(err.value)
+    assert f"the test split of {root} is empty, by counting, not because files were refused as bad" in msg
+    assert "config.data.cifar_split_order='spikingjelly'" in msg and "ceil(0.9 * n)" in msg
+    assert "airplane 2 of 2" in msg and "truck 2 of 2" in msg and "config.data.cifar_train_fraction" in msg
+    with pytest.raises(DatasetNotFoundError, match=r"floor\(0\.4 \* n\).*airplane 0 of 2.*no train file"):
+        build({**cfg, "cifar_split_order": "numeric", "cifar_train_fraction": 0.4}, "train")
+
+    config = _config_file("cifar10_dvs.py")
+    config.data.root = root
+    config.data.cifar_split_order = "spikingjelly"
+    with pytest.raises(ValueError) as err:
+        training.Trainer(config, str(tmp_path / "run"))
+    msg = str(err.value)
+    assert "11 problem(s) in 10 bad file(s) and 1 split(s) that could not be built" in msg
+    lines = msg.splitlines()
+    assert lines[1].startswith("  test split: DatasetNotFoundError: CIFAR10-DVS: the test split") and "ceil" in lines[1]
+    assert "cifar10_airplane_1.aedat" in msg and "not a multiple of 8" in msg
+
+
+def test_gesture_split_with_every_window_refused_says_how_many_and_why(tmp_path):
+    root = str(tmp_path / "DvsGesture")
+    ts = np.arange(0, 1_000_000, 1000)
+    # rec_b's events end at 9 ms (a cut recording) but its label rows span 0.9 s
+    _ibm(root, {"rec_a": (ts, [(1, 0, 500_000)]), "rec_b": (ts[:10], [(2, 0, 500_000), (3, 500_000, 900_000)])})
+    with pytest.raises(DatasetNotFoundError) as err:
+        build({"name": "dvs_gesture", "root": root}, "test")
+    msg = str(err.value)
+    assert f"the test split of {root} is empty: all 2 label window(s) of its 1 recording(s) were refused as bad" in msg
+    assert "rec_b_labels.csv row 1" in msg and "rec_b_labels.csv row 2" in msg and "not inside the recording" in msg
+    assert "truncated or corrupt" in msg and "bad_windows" in msg
+
+
+def test_enumerated_data_keys_are_checked_whatever_the_dataset(tmp_path):
+    """A value outside the list of any enumerated key is refused for every dataset name, also when that dataset
+    does not read the key (e.g. cifar_orientation on the digits), naming config.data.<key> and the allowed values;
+    the trainer refuses it before anything runs."""
+    from masnn_jax import data as data_lib
+    from masnn_jax import train as training
+    from masnn_jax.data.events.config import ENUM_VALUES
+
+    assert {"cifar_orientation", "cifar_split_order", "cifar_layout", "gesture_layout", "gait_lighting",
+            "window_rule", "bad_windows", "signed_polarity", "frame_mode", "augment", "verify"} <= set(ENUM_VALUES)
+    for name in ("digits_dvs", "dvs_gesture", "dvs_gait", "cifar10_dvs"):
+        for key, allowed in ENUM_VALUES.items():
+            with pytest.raises(ValueError) as err:
+                data_lib.build({"name": name, "root": str(tmp_path), key: "sideways"}, "train")
+            assert f"config.data.{key} must be one of {allowed}, got 'sideways'" in str(err.value), (name, key)
+    with pytest.raises(ValueError, match=r"config\.data\.verify must be one of \(True, False, 'auto'\), got 1"):
+        build({"name": "digits_dvs", "verify": 1}, "train")
+    config = _config_file("digits_dvs.py")
+    config.data.cifar_orientation = "sideways"
+    with pytest.raises(ValueError, match=r"config\.data\.cifar_orientation must be one of \('as_stored', "
+                                         r"'spikingjelly'\), got 'sideways'"):
+        training.Trainer(config, str(tmp_path / "run"))
 
 
 # --------------------------------------------------------------------------------------------

@@ -45,6 +45,23 @@ def test_tiny_att_res_snn_trains_on_jpeg_digits(tmp_path):
     assert round(result["accuracy"] * 359, 6) == round(result["accuracy"] * 359)  # whole images counted
 
 
+def test_image_size_the_model_cannot_take_names_both_keys(tmp_path):
+    """``config.data.image_size`` / ``eval_image_size`` other than the model's input side: the error names the data
+    key and ``config.model.input_shape`` before anything runs."""
+    import pytest
+
+    from masnn_jax import train as training
+
+    for key, need_train in (("image_size", True), ("eval_image_size", False)):
+        config = _config()  # root unset: the digits JPEGs under ~/.cache/masnn_jax (written once)
+        config.data[key] = 30
+        with pytest.raises(ValueError) as err:
+            training.Trainer(config, str(tmp_path / "run"), need_train_data=need_train)
+        msg = str(err.value)
+        assert f"config.data.{key}=30 gives images (H, W, C) = (30, 30, 3)" in msg, msg
+        assert "config.model.input_shape is (32, 32, 3)" in msg and f"set config.data.{key}=32" in msg
+
+
 DATA_PARALLEL = textwrap.dedent(
     """
     import json, sys

@@ -270,6 +270,29 @@ def test_build_rejects_bad_keys(tmp_path):
             build(d, "train")
 
 
+def test_unknown_rand_augment_op_is_named(tmp_path):
+    """An op name timm does not know (a typo, a wrong case) is named with the key, by the parser and by build for
+    both splits (an evaluation run meets the typo too), even with RandAugment off."""
+    from masnn_jax.data.images.config import build, default_data_config
+
+    with pytest.raises(ValueError) as err:
+        ra.parse_rand_augment("rand-m9-n1", ("Equalize", "Rotat", "shearx"))
+    msg = str(err.value)
+    assert "config.data.rand_augment_ops: unknown RandAugment op name(s) 'Rotat', 'shearx' in (" in msg
+    assert "ShearX" in msg and "Rotate" in msg  # the known names are listed
+    cfg = default_data_config("imagefolder")
+    cfg.root = str(tmp_path)
+    cfg.auto_augment = False
+    for rand_augment in ("rand-m9-n1-mstd0.4-inc1", ""):
+        d = dict(cfg.to_dict(), rand_augment=rand_augment, rand_augment_ops=("Equalize", "Zoom"))
+        for split in ("train", "test"):
+            with pytest.raises(ValueError, match=r"config\.data\.rand_augment_ops: unknown RandAugment op name\(s\) "
+                                                 r"'Zoom' in \('Equalize', 'Zoom'\)"):
+                build(d, split)
+    with pytest.raises(ValueError, match="config.data.random_erase_mode"):
+        build(dict(cfg.to_dict(), random_erase_mode="zeros"), "test")
+
+
 def test_spikformer_recipes_set_the_official_augmentations():
     from masnn_jax.config import spikformer_cifar_config, spikformer_imagenet_config
 

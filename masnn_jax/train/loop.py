@@ -69,6 +69,24 @@ def note_batch_chunks(config: ml_collections.ConfigDict, n_dev: int) -> None:
             chunks, per_device, int(config.train.batch_size), n_dev, used, per_device)
 
 
+def _check_image_shapes(config, model, train_set, test_set) -> None:
+    """Image data: the crop sides ``config.data.image_size`` (training) and ``config.data.eval_image_size``
+    (evaluation) against the ``(H, W, C)`` the model takes (``config.model.input_shape``); a mismatch names both keys
+    before anything runs (the model itself could only name its own key)."""
+    shape = getattr(model, "input_shape", None)
+    if getattr(model, "input_kind", None) != "image" or shape is None:
+        return
+    shape = tuple(int(v) for v in shape)
+    for dataset, key in ((train_set, "image_size"), (test_set, "eval_image_size")):
+        item = getattr(dataset, "item_shape", None)
+        if item is None or tuple(int(v) for v in item) == shape:
+            continue
+        fix = f"set config.data.{key}={shape[0]} or change" if shape[0] == shape[1] else "change"
+        raise ValueError(
+            f"config.data.{key}={config.data.get(key)} gives images (H, W, C) = {tuple(int(v) for v in item)} but "
+            f"config.model.input_shape is {shape}: {fix} config.model.input_shape")
+
+
 class Trainer:
     """Holds the model state, the jit-compiled steps, the mesh and the data for one run.
 
@@ -79,8 +97,10 @@ class Trainer:
       need_train_data: False for evaluation only.
     Raises:
       ValueError: a global batch size not divisible by the device count, a dataset whose class count or input kind
-        does not fit the model, ``config.train.mixup`` with an odd per-process batch or CutMix on a model input
-        without spatial axes, or bad config values (named).
+        does not fit the model, image crops (``config.data.image_size`` / ``eval_image_size``) of another size than
+        ``config.model.input_shape`` (both keys named), an event split that cannot be built reported together with
+        the bad files verification found, ``config.train.mixup`` with an odd per-process batch or CutMix on a model
+        input without spatial axes, or bad config values (named).
     """
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str, devices=None, *, need_train_data: bool = True):
@@ -100,10 +120,11 @@ class Trainer:
             abstract = nnx.eval_shape(lambda: models.build(config.model, rngs=nnx.Rngs(0)))
             # config.data.ds / T vs config.model.input_shape / T, both keys named, before anything is written
             events_lib.check_model_data(config, getattr(abstract, "input_shape", None))
+            # before the datasets are built: a split that cannot be built is reported with the bad files of the
+            # other (ValueError: counts, the first 10 bad files)
+            logging.info("%s", events_lib.maybe_verify(config.data))
         self.test_set = data_lib.build(config.data, "test")
         self.train_set = data_lib.build(config.data, "train") if need_train_data else None
-        if events_data:
-            logging.info("%s", events_lib.maybe_verify(config.data))  # ValueError listing every bad file
         self.steps_per_epoch = (
             data_lib.num_batches(self.train_set, int(tc.batch_size), drop_remainder=True) if need_train_data else 1
         )
@@ -120,6 +141,7 @@ class Trainer:
                 f"config.model.num_classes={model.num_classes} but dataset {config.data.name!r} has "
                 f"{self.test_set.num_classes} classes"
             )
+        _check_image_shapes(config, model, self.train_set, self.test_set)
         self.task = tasks.task_from_config(tc, model.input_kind, model.num_classes)
         self.mixup = mixing.mixup_spec_from_config(tc, loss=self.task.loss)
         if self.mixup.enabled:

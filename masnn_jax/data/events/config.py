@@ -65,17 +65,24 @@ digits_threshold_sigma   0.0        per-pixel threshold mismatch (std, log units
 digits_noise_rate_hz     0.0        background noise events per pixel per second
 ======================== ========== =============================================================
 
-``None`` (or a missing key) means the default for the chosen name.
+``None`` (or a missing key) means the default for the chosen name. The enumerated keys
+(:data:`ENUM_VALUES`: ``window_rule``, ``bad_windows``, ``signed_polarity``, ``verify``, ``frame_mode``,
+``augment``, ``gesture_layout``, ``gait_lighting``, ``cifar_layout``, ``cifar_split_order``,
+``cifar_orientation``) are checked whatever the dataset name, also those the chosen dataset does not read: a
+value outside the list stops with an error naming ``config.data.<key>`` and the allowed values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from masnn_jax.data.events.datasets import DigitsDVS, EventFrameDataset
+from masnn_jax.data.events.core import SIGNED_POLARITY_MODES
+from masnn_jax.data.events.datasets import BAD_WINDOW_MODES, DigitsDVS, EventFrameDataset
+from masnn_jax.data.events.frames import WINDOW_RULES
+from masnn_jax.data.events.recipe import AUGMENT_MODES, FRAME_MODES
 from masnn_jax.data.events.recorded import CIFAR10DVSDataset, DVSGaitDataset, DVSGestureDataset
 
-__all__ = ["DATASET_NAMES", "DATASET_DEFAULTS", "COMMON_KEYS", "SPECIFIC_KEYS",
+__all__ = ["DATASET_NAMES", "DATASET_DEFAULTS", "COMMON_KEYS", "SPECIFIC_KEYS", "ENUM_VALUES",
            "default_data_config", "build", "check_model_data"]
 
 DATASET_NAMES = ("digits_dvs", "dvs_gesture", "dvs_gait", "cifar10_dvs")
@@ -111,6 +118,30 @@ SPECIFIC_KEYS = dict(
     digits_threshold_sigma=0.0,
     digits_noise_rate_hz=0.0,
 )
+
+
+#: The allowed values of every enumerated ``config.data`` key; :func:`resolve` checks them whatever the dataset name
+#: (a key the chosen dataset does not read is checked too, so a typo never passes silently).
+ENUM_VALUES = {
+    "window_rule": WINDOW_RULES,
+    "bad_windows": BAD_WINDOW_MODES,
+    "signed_polarity": SIGNED_POLARITY_MODES,
+    "verify": (True, False, "auto"),
+    "frame_mode": FRAME_MODES,
+    "augment": AUGMENT_MODES,
+    "gesture_layout": ("auto", "ibm", "tonic"),
+    "gait_lighting": ("day", "night"),
+    "cifar_layout": ("auto", "mat", "aedat"),
+    "cifar_split_order": ("numeric", "spikingjelly"),
+    "cifar_orientation": ("as_stored", "spikingjelly"),
+}
+
+
+def _check_enum(key: str, value) -> None:
+    allowed = ENUM_VALUES[key]
+    # bool is a subclass of int: compare by type too, so 1 / 0 / 'True' are not taken for True / False
+    if not any(value is a if isinstance(a, bool) else (isinstance(value, str) and value == a) for a in allowed):
+        raise ValueError(f"config.data.{key} must be one of {allowed}, got {value!r}")
 
 
 def default_data_config(name: str = "digits_dvs"):
@@ -160,7 +191,8 @@ def resolve(data_config) -> dict:
     """``config.data`` with every key filled in (defaults of the chosen name for missing / None keys).
 
     Raises:
-      ValueError: unknown ``name`` or key (naming ``config.data.<key>``).
+      ValueError: unknown ``name`` or key, or a value of an enumerated key (:data:`ENUM_VALUES`, checked whatever
+        the dataset name) outside its list; the message names ``config.data.<key>`` and the allowed values.
     """
     cfg = _as_dict(data_config)
     unknown = sorted(set(cfg) - set(COMMON_KEYS) - set(SPECIFIC_KEYS))
@@ -177,6 +209,8 @@ def resolve(data_config) -> dict:
     full.update(DATASET_DEFAULTS[name])
     full.update({k: v for k, v in cfg.items() if v is not None})
     full["name"] = name
+    for key in ENUM_VALUES:
+        _check_enum(key, full[key])
     return full
 
 
@@ -271,19 +305,7 @@ def build(data_config, split: str) -> EventFrameDataset:
     from masnn_jax.data.events.datasets import _cache_mb
 
     files = dict(cache_events=cache_events, cache_mb=_cache_mb(full["cache_mb"]),
-                 window_rule=str(full["window_rule"]))
-    for key, allowed in (("window_rule", ("official", "masnn")), ("bad_windows", ("skip", "error")),
-                         ("signed_polarity", ("off_on", "official"))):
-        if full[key] not in allowed:
-            raise ValueError(f"config.data.{key} must be one of {allowed}, got {full[key]!r}")
-    if full["verify"] not in (True, False, "auto"):
-        raise ValueError(f"config.data.verify must be True, False or 'auto', got {full['verify']!r}")
-
-    from masnn_jax.data.events.recipe import AUGMENT_MODES, FRAME_MODES
-
-    for key, allowed in (("frame_mode", FRAME_MODES), ("augment", AUGMENT_MODES)):
-        if full[key] not in allowed:
-            raise ValueError(f"config.data.{key} must be one of {allowed}, got {full[key]!r}")
+                 window_rule=str(full["window_rule"]))  # enumerated keys: checked by resolve()
     recipe = dict(frame_mode=str(full["frame_mode"]), augment=str(full["augment"]))
     if name == "digits_dvs" and recipe != dict(frame_mode="time", augment="none"):
         raise ValueError(f"config.data.frame_mode={recipe['frame_mode']!r} / config.data.augment="

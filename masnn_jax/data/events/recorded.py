@@ -84,7 +84,8 @@ class DVSGestureDataset(EventFrameDataset):
 
     Raises:
       ValueError: ``root`` is None or the layout name is unknown.
-      DatasetNotFoundError: missing folder / no samples (message names the path and layout).
+      DatasetNotFoundError: missing folder / no samples (message names the path and layout; an IBM split whose
+        label windows were all refused as bad says how many and why).
       FileNotFoundError, DataFormatError: a listed file is missing or empty, or (IBM, ``bad_windows='error'``)
         label rows outside their recording or without events (when the dataset is built; every one named), or a
         file is corrupt or breaks a rule (when read; names it, the place and the rule).
@@ -177,7 +178,15 @@ class DVSGestureDataset(EventFrameDataset):
                     samples.append((aedat, int(start), int(end), r + 1))
                     labels.append(int(cls) - 1)
         if not samples:
-            raise DatasetNotFoundError(f"DVS Gesture (IBM layout): no usable label window in the {split} split of {base}")
+            if not files:
+                why = f"trials_to_{split}.txt lists no recording"
+            else:
+                shown = "\n  ".join(skipped[:5]) + (f"\n  ... and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+                why = (f"all {len(skipped)} label window(s) of its {len(files)} recording(s) were refused as bad "
+                       "(outside their recording or without events; config.data.bad_windows='skip' drops them). A "
+                       "recording whose events do not cover its label rows is usually truncated or corrupt "
+                       "(`python -m masnn_jax.data verify --config=...` reads every file):\n  " + shown)
+            raise DatasetNotFoundError(f"DVS Gesture (IBM layout): the {split} split of {base} is empty: {why}")
         return samples, labels, skipped
 
     @staticmethod
@@ -378,7 +387,8 @@ class CIFAR10DVSDataset(EventFrameDataset):
 
     Raises:
       ValueError: ``root`` None, bad layout/fraction. DatasetNotFoundError: missing root, a
-      class folder missing, or no sample files (names the path and layout). DataFormatError: an empty
+      class folder missing, no sample files (names the path and layout), or a split left empty by the split rule
+      (the message gives the per-class counts and the rule). DataFormatError: an empty
       recording of the split (when built; every file is stat'ed) or a corrupt one (when read).
     """
 
@@ -418,11 +428,12 @@ class CIFAR10DVSDataset(EventFrameDataset):
                 f"CIFAR10DVS reader does; {root} holds the {layout!r} layout, whose orientation relative to the AEDAT "
                 "files is not known here: use the .aedat files or set config.data.cifar_orientation='as_stored'")
         ext = ".mat" if layout == "mat" else ".aedat"
-        files, labels = [], []
+        files, labels, counts, unnumbered = [], [], [], 0
         for label, cls in enumerate(CIFAR10_CLASSES):
             d = os.path.join(root, cls)
-            found = [(k, f) for f in os.listdir(d) if f.endswith(ext)
-                     for k in [_trailing_int(f)] if k is not None]
+            named = [f for f in os.listdir(d) if f.endswith(ext)]
+            found = [(k, f) for f in named for k in [_trailing_int(f)] if k is not None]
+            unnumbered += len(named) - len(found)
             if not found:
                 raise DatasetNotFoundError(
                     f"CIFAR10-DVS ({layout} layout): no '*{ext}' files in {d}. Expected {CIFAR10DVS_LAYOUT}"
@@ -436,8 +447,18 @@ class CIFAR10DVSDataset(EventFrameDataset):
             part = found[:n_train] if split == "train" else found[n_train:]
             files += [os.path.join(d, f) for _, f in part]
             labels += [label] * len(part)
+            counts.append(f"{cls} {n_train} of {len(found)}")
         if not files:
-            raise DatasetNotFoundError(f"CIFAR10-DVS: the {split} split of {root} is empty (train_fraction={train_fraction})")
+            rule = "floor" if split_order == "numeric" else "ceil"
+            ignored = (f"; {unnumbered} '*{ext}' file(s) without a trailing number k in their name were ignored"
+                       if unnumbered else "")
+            raise DatasetNotFoundError(
+                f"CIFAR10-DVS: the {split} split of {root} is empty, by counting, not because files were refused as "
+                f"bad (none is read to make the split; verification reports corrupt ones): "
+                f"config.data.cifar_split_order={split_order!r} puts the first {rule}(cifar_train_fraction * n) = "
+                f"{rule}({float(train_fraction)} * n) of the n files of each class in train ({', '.join(counts)}), "
+                f"which leaves no {split} file{ignored}. Add files or change config.data.cifar_train_fraction / "
+                "cifar_split_order")
         _check_recordings(files, f"CIFAR10-DVS ({layout} layout)", CIFAR10DVS_LAYOUT)
         self._files = files
         self.layout = layout

@@ -47,6 +47,7 @@ import os
 from collections.abc import Mapping
 
 from masnn_jax.data.images.dataset import ON_CORRUPT, ImageDataset
+from masnn_jax.data.images.randaugment import RANDOM_ERASE_MODES, check_rand_augment_ops
 from masnn_jax.data.images.sources import (
     IMAGEFOLDER_LAYOUT,
     IMAGENET_PREPARE,
@@ -151,12 +152,9 @@ def _rand_augment_str(full: dict) -> str:
 
 
 def _rand_augment_ops(full: dict):
+    """``config.data.rand_augment_ops`` checked (each op name known to timm; an unknown one is named)."""
     v = full["rand_augment_ops"]
-    if v is None:
-        return None
-    if isinstance(v, str) or not isinstance(v, (tuple, list)) or not all(isinstance(o, str) for o in v):
-        raise ValueError(f"config.data.rand_augment_ops must be None or a tuple of op names, got {v!r}")
-    return tuple(v)
+    return None if v is None else check_rand_augment_ops(v)
 
 
 def build(data_config, split: str) -> ImageDataset:
@@ -193,6 +191,11 @@ def build(data_config, split: str) -> ImageDataset:
                          f"got {full['interpolation']!r}")
     if full["on_corrupt"] not in ON_CORRUPT:
         raise ValueError(f"config.data.on_corrupt must be one of {ON_CORRUPT}, got {full['on_corrupt']!r}")
+    # the training-only augmentation keys are checked for the test split too (an evaluation run meets a typo)
+    if full["random_erase_mode"] not in RANDOM_ERASE_MODES:
+        raise ValueError(f"config.data.random_erase_mode must be one of {RANDOM_ERASE_MODES}, "
+                         f"got {full['random_erase_mode']!r}")
+    rand_augment_ops = _rand_augment_ops(full)
     mean, std = _triple(full, "mean", False), _triple(full, "std", True)
     seed = full["seed"]
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -203,7 +206,7 @@ def build(data_config, split: str) -> ImageDataset:
             _pos_int(full, "image_size"), scale=_pair(full, "crop_scale", 0.0, 1.0),
             ratio=_pair(full, "crop_ratio", 0.0, None), interpolation=full["interpolation"],
             auto_augment=bool(full["auto_augment"]), random_flip=bool(full["random_flip"]), mean=mean, std=std,
-            rand_augment=_rand_augment_str(full), rand_augment_ops=_rand_augment_ops(full),
+            rand_augment=_rand_augment_str(full), rand_augment_ops=rand_augment_ops,
             random_erase_prob=full["random_erase_prob"], random_erase_mode=full["random_erase_mode"],
             random_erase_count=full["random_erase_count"])
     else:

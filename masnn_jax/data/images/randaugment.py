@@ -36,7 +36,8 @@ from PIL import Image, ImageEnhance
 from masnn_jax.data.images.autoaugment import apply_op as _aa_apply_op
 
 __all__ = ["RAND_INCREASING_OPS", "RAND_OPS", "SPIKFORMER_CIFAR_OPS", "LEVEL_DENOM", "RandAugmentSpec",
-           "RandOpDecision", "RandAugmentDecision", "parse_rand_augment", "img_mean_fill", "level_to_arg",
+           "RandOpDecision", "RandAugmentDecision", "check_rand_augment_ops", "parse_rand_augment", "img_mean_fill",
+           "level_to_arg",
            "apply_rand_op", "sample_rand_augment", "apply_rand_augment", "RANDOM_ERASE_MODES", "EraseBox",
            "RandomErasingDecision", "sample_random_erasing", "apply_random_erasing"]
 
@@ -75,6 +76,28 @@ class RandAugmentSpec(NamedTuple):
     ops: tuple[str, ...]
 
 
+def check_rand_augment_ops(ops) -> tuple[str, ...]:
+    """``ops`` (``config.data.rand_augment_ops``) as a tuple of op names, checked against timm's op names
+    (:data:`RAND_OPS` and :data:`RAND_INCREASING_OPS`).
+
+    Raises:
+      ValueError: not a non-empty tuple / list of strings, or unknown op names; the message names
+        ``config.data.rand_augment_ops``, each unknown name and the known ones.
+    """
+    key = "config.data.rand_augment_ops"
+    if isinstance(ops, str) or not isinstance(ops, (tuple, list)) or not all(isinstance(o, str) for o in ops):
+        raise ValueError(f"{key} must be None or a non-empty tuple of op names, got {ops!r}; known ops: "
+                         f"{sorted(_ALL_OPS)}")
+    if not ops:
+        raise ValueError(f"{key} is empty; give at least one op name (known ops: {sorted(_ALL_OPS)}) or None for "
+                         "timm's list")
+    bad = [o for o in ops if o not in _ALL_OPS]
+    if bad:
+        raise ValueError(f"{key}: unknown RandAugment op name(s) {', '.join(repr(o) for o in bad)} in {tuple(ops)!r}; "
+                         f"known ops (timm's names, case-sensitive): {sorted(_ALL_OPS)}")
+    return tuple(ops)
+
+
 def parse_rand_augment(config_str: str, ops: Sequence[str] | None = None) -> RandAugmentSpec:
     """Parses a timm RandAugment string such as ``'rand-m9-mstd0.5-inc1'`` or ``'rand-m9-n1-mstd0.4-inc1'``.
 
@@ -91,7 +114,8 @@ def parse_rand_augment(config_str: str, ops: Sequence[str] | None = None) -> Ran
       a :class:`RandAugmentSpec`.
     Raises:
       ValueError: not a string starting with ``rand``, an unknown / malformed section, a value out of range, or an
-        unknown / empty op list (naming ``config.data.rand_augment`` / ``config.data.rand_augment_ops``).
+        unknown op name / empty op list (naming ``config.data.rand_augment`` / ``config.data.rand_augment_ops`` and,
+        for ops, each unknown name; :func:`check_rand_augment_ops`).
     """
     if not isinstance(config_str, str) or not config_str.split("-")[0] == "rand":
         raise ValueError(f"{_KEY} must be a timm RandAugment string like 'rand-m9-mstd0.5-inc1' (or '' for off), "
@@ -125,10 +149,7 @@ def parse_rand_augment(config_str: str, ops: Sequence[str] | None = None) -> Ran
         raise ValueError(f"{_KEY}: need n >= 1, 0 <= p <= 1, mstd >= 0; got {config_str!r}")
     if ops is None:
         ops = RAND_INCREASING_OPS if increasing else RAND_OPS
-    if isinstance(ops, str) or not len(tuple(ops)) or any(o not in _ALL_OPS for o in ops):
-        raise ValueError(f"config.data.rand_augment_ops must be None or a non-empty tuple of op names from "
-                         f"{sorted(_ALL_OPS)}, got {ops!r}")
-    return RandAugmentSpec(magnitude, num_layers, prob, mstd, mmax, increasing, tuple(ops))
+    return RandAugmentSpec(magnitude, num_layers, prob, mstd, mmax, increasing, check_rand_augment_ops(ops))
 
 
 def img_mean_fill(mean: Sequence[float]) -> tuple[int, ...]:
