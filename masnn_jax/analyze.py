@@ -10,6 +10,16 @@ Loads the latest checkpoint of ``<workdir>/checkpoints`` (``--step`` for another
 config the run was trained with), or a random initialisation with ``--init=random``; runs the test split of
 ``config.data``; writes ``<workdir>/analysis/report.json`` (``--out`` for another folder) and PNG figures there,
 and prints a short summary. See :mod:`masnn_jax.analysis`.
+
+What the summary counts, per sample (``report.json`` field in brackets):
+
+* ``dense MACs`` (``macs``): one evaluation of each layer as an ANN (T = 1, every input counted); the ANN energy
+  is ``E_MAC`` times their sum.
+* ``ops run`` (``sops``): the operations the SNN performs, ``T · dense MACs · the input's non-zero rate``, split
+  into ``MACs on non-binary inputs`` (``mac_ops``: on the model input, real or integer values, at ``E_MAC``; marked
+  ``*`` in the table) and ``ACs on spikes`` (``ac_ops``: accumulates, the SOPs, at ``E_AC``). This is the honest
+  count; Spikformer reports add a ``paper's count`` line (its integer residual stream taken as spikes) with the
+  same two labels.
 """
 
 from __future__ import annotations

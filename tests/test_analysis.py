@@ -164,6 +164,37 @@ def test_toy_activity_and_energy_by_hand():
         analysis.get_energy_model("7nm")
 
 
+def test_summary_labels_say_what_is_counted():
+    """The printed table and totals name the counts precisely: 'dense MACs' (one ANN evaluation, the ``macs``
+    field) vs 'ops run' (``sops``) split into 'MACs on non-binary inputs' (``mac_ops``, the honest count) and 'ACs
+    on spikes' (``ac_ops``), the same words in the paper's-count line; no bare 'MACs' / 'MAC ops' label."""
+    layer = dict(name="conv0", neurons=10, firing_rate=0.1, spikes_per_sample=2.0, macs=1000, sops=2000.0,
+                 op_kind="MAC", attention_macs=None, attention_mults=None, energy_pj=9200.0)
+    layer2 = dict(layer, name="fc1", macs=500, sops=100.0, op_kind="AC", energy_pj=90.0)
+    totals = dict(T=2, energy_ratio=0.5, accuracy=None, network_firing_rate=0.1, spikes_per_sample=4.0, macs=1500,
+                  sops=2100.0, mac_ops=2000.0, ac_ops=100.0, energy_pj=9290.0, attention_energy_pj=0.0,
+                  ann_energy_pj=6900.0)
+    report = dict(
+        source=dict(init="random", checkpoint_step=None, model=dict(attention="no"), batch_norm="batch statistics"),
+        dataset=dict(name="toy", samples=4), energy_model=dict(name="45nm_fp32", e_mac_pj=4.6, e_ac_pj=0.9),
+        input=dict(firing_rate=0.5), layers=[layer, layer2], totals=totals, bypass_attention=None, gradients=None,
+        notes=[], paper_count=dict(differs=True, totals=dict(mac_ops=1000.0, ac_ops=1100.0, energy_pj=5590.0)))
+    text = analysis.summary(report)
+    lines = text.splitlines()
+    header = lines[1]
+    assert "dense MACs" in header and "ops run" in header
+    assert " MACs " not in header.replace("dense MACs", "").replace("att. MACs", "")  # no bare 'MACs' column
+    legend = next(line for line in lines if line.startswith("(dense MACs:"))
+    assert "T = 1" in legend and "MACs on non-binary inputs" in legend and "marked *" in legend
+    assert "2,000.0*" in lines[2] and "100.0*" not in lines[3]  # the op on non-binary inputs is starred
+    total = next(line for line in lines if line.startswith("dense MACs 1,500.0"))
+    assert "ops run 2,100.0 = MACs on non-binary inputs 2,000.0 + ACs on spikes 100.0" in total
+    paper = next(line for line in lines if line.startswith("paper's count"))
+    assert "MACs on non-binary inputs 1,000.0 | ACs on spikes 1,100.0" in paper
+    assert "honest count (above): MACs on non-binary inputs 2,000.0 | ACs on spikes 100.0" in paper
+    assert "MAC ops" not in text and "AC ops" not in text and "SOPs 2" not in text
+
+
 def test_toy_activity_is_batching_independent():
     """Split batches, and a smaller last batch (zero-padded and masked), give the same sums."""
     model = toy_model()

@@ -299,11 +299,14 @@ def analyze(
         },
         "energy_model": em.as_dict(),
         "conventions": {
-            "macs": "per sample, one dense evaluation; conv k*k*h_out*w_out*c_in*c_out at the conv's output size "
-                    "(before pooling), fc in*out",
-            "sops": "T * macs * firing rate of the op's input (the model's operation_counts(): a recorded "
+            "macs": "dense MACs: per sample, one dense evaluation (T = 1, every input counted, the ANN count); "
+                    "conv k*k*h_out*w_out*c_in*c_out at the conv's output size (before pooling), fc in*out",
+            "sops": "ops run: T * macs * firing rate of the op's input (the model's operation_counts(): a recorded "
                     "layer's spikes, or the input's non-zero fraction); ops on the input or real values charged as "
-                    "MAC",
+                    "MAC (summary column 'ops run')",
+            "mac_ops": "the part of sops on non-binary inputs (the model input, real or integer values), charged as "
+                       "MACs at E_MAC (summary: 'MACs on non-binary inputs')",
+            "ac_ops": "the part of sops on spikes, charged as accumulates at E_AC (summary: 'ACs on spikes')",
             "energy_pj": "E_MAC*(ops on the input or real values + attention MACs + attention gate multiplies) + "
                          "E_AC*(synaptic ACs + attention pooling adds)",
             "ann_energy_pj": "E_MAC * sum(macs): the same backbone as an ANN, T = 1, no attention modules",
@@ -362,8 +365,8 @@ def summary(report: dict[str, Any], out_dir: str | None = None) -> str:
         f"MA-SNN analysis ({src['init']}{step}; attention {src['model']['attention']}, T={t['T']}, BN "
         f"{src['batch_norm']}) on {report['dataset']['name']} test: {report['dataset']['samples']} samples; "
         f"energy {em['name']} (E_MAC {em['e_mac_pj']} pJ, E_AC {em['e_ac_pj']} pJ)",
-        f"{'layer':<{wn}}{'neurons':>9}{'rate':>9}{'spikes/smp':>12}{'MACs':>12}{'SOPs':>12}{'att. MACs':>11}"
-        f"{'energy pJ':>12}",
+        f"{'layer':<{wn}}{'neurons':>9}{'rate':>9}{'spikes/smp':>12}{'dense MACs':>12}{'ops run':>12}"
+        f"{'att. MACs':>11}{'energy pJ':>12}",
     ]
     for l in report["layers"]:
         lines.append(
@@ -376,18 +379,22 @@ def summary(report: dict[str, Any], out_dir: str | None = None) -> str:
     ratio = "n/a" if t["energy_ratio"] is None else f"{t['energy_ratio']:.2f}x"
     acc = "" if t.get("accuracy") is None else f" | accuracy {100 * t['accuracy']:.2f}%"
     lines += [
-        "(* op on the input or on real values, charged as MACs)",
+        "(dense MACs: one evaluation of the layer as an ANN, T = 1, every input counted: the ANN energy's count. "
+        "ops run: T (or the op's own step count) * dense MACs * the input's non-zero rate: accumulates (SOPs) on "
+        "spike inputs, or, marked *, MACs on non-binary inputs: the model input, real or integer values)",
         f"input non-zero rate {report['input']['firing_rate']:.4f} | network firing rate "
         f"{t['network_firing_rate']:.4f} | spikes/sample {t['spikes_per_sample']:.1f}{acc}",
-        f"MACs {_fmt(t['macs'])} | SOPs {_fmt(t['sops'])} | SNN energy {_fmt(t['energy_pj'])} pJ (attention "
+        f"dense MACs {_fmt(t['macs'])} | ops run {_fmt(t['sops'])} = MACs on non-binary inputs {_fmt(t['mac_ops'])} "
+        f"+ ACs on spikes {_fmt(t['ac_ops'])} | SNN energy {_fmt(t['energy_pj'])} pJ (attention "
         f"{_fmt(t['attention_energy_pj'])}) | ANN energy {_fmt(t['ann_energy_pj'])} pJ | ANN/SNN {ratio}",
     ]
     pc = report.get("paper_count")
     if pc and pc.get("differs"):
         pt = pc["totals"]
-        lines.append(f"paper's count (integer residual stream as spikes): MAC ops {_fmt(pt['mac_ops'])} | AC ops "
-                     f"{_fmt(pt['ac_ops'])} | energy {_fmt(pt['energy_pj'])} pJ; honest: MAC ops "
-                     f"{_fmt(t['mac_ops'])} | AC ops {_fmt(t['ac_ops'])} | energy {_fmt(t['energy_pj'])} pJ")
+        lines.append(f"paper's count (integer residual stream taken as spikes): MACs on non-binary inputs "
+                     f"{_fmt(pt['mac_ops'])} | ACs on spikes {_fmt(pt['ac_ops'])} | energy {_fmt(pt['energy_pj'])} pJ; "
+                     f"honest count (above): MACs on non-binary inputs {_fmt(t['mac_ops'])} | ACs on spikes "
+                     f"{_fmt(t['ac_ops'])} | energy {_fmt(t['energy_pj'])} pJ")
     b = report.get("bypass_attention")
     if b:
         bacc = "" if b["accuracy"] is None else f", accuracy {100 * b['accuracy']:.2f}%"
