@@ -7,10 +7,12 @@ uses 16) and 11 classes; the paper's '1D max-pooling after Q and K' (App. C.1) h
 here ``qk_maxpool1d=3`` (stride 1). The paper trains 200 epochs; its learning rate 0.1 contradicts the code's 1e-3,
 which is used here (spec §4). Recipe (``cifar10dvs/train.py``, spec §4): AdamW lr 1e-3, weight decay 0.06 on parameters with ndim > 1
 only, per-epoch cosine with 10 warm-up epochs from 1e-5 down to 1e-5, 200 epochs, batch 16, label smoothing
-0.1. Data: SpikingJelly's ``split_by='number'`` (T frames with equal event counts over the whole recording) is not
-available here; the frames are T bins of 375 ms of one window of the recording (``config.data.dt_ms``), which covers
-about the whole recording. Not reproduced: the per-sample flip + ``SNNAugmentWide`` augmentation, Mixup 0.5 (p 0.5,
-off from epoch 75), AMP.
+0.1. Data: the frames are T bins of 375 ms of one window of each gesture (``config.data.dt_ms``), which covers about
+the whole gesture; no augmentation, no Mixup. The CIFAR10-DVS recipe's data steps are options here but not set,
+since no official Gesture code says they were used: SpikingJelly's ``split_by='number'``
+(``--config.data.frame_mode=number``: T frames with equal event counts over the whole sample), the per-sample flip +
+``SNNAugmentWide`` (``--config.data.augment=snn_augment_wide``) and Mixup 0.5 (p 0.5, off from epoch 75;
+``config.train.mixup``). Not reproduced: AMP.
 
     python train.py --config=configs/spikformer_dvs_gesture_2_256.py --config.data.root=/path/to/dvs_gesture
 """
