@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
+import os
+import shutil
 
 import jax
 import numpy as np
@@ -54,3 +57,37 @@ def sj():
     neuron = importlib.import_module("spikingjelly.activation_based.neuron")
     surrogate = importlib.import_module("spikingjelly.activation_based.surrogate")
     return type("SJ", (), {"torch": torch, "neuron": neuron, "surrogate": surrogate})
+
+
+@pytest.fixture(scope="session")
+def run_once(tmp_path_factory):
+    """``run_once(name, make)``: ``make(folder)``'s JSON result, computed once per test session also under
+    pytest-xdist (see :func:`_run_once`)."""
+    return lambda name, make: _run_once(tmp_path_factory, name, make)
+
+
+def _run_once(tmp_path_factory, name, make):
+    """``make(folder)``'s JSON result, computed once per test session also under pytest-xdist.
+
+    Each xdist worker builds its own module fixtures, so a costly one (a training run several tests inspect) would
+    run once per worker. Here the first worker to ask runs ``make`` in ``<session temp>/shared-<name>/`` (a folder all
+    workers see) under an exclusive file lock; the others wait on the lock and reuse the result. A ``make`` that
+    raised leaves no result: the next worker tries again (and fails the same way). Tests must not change the folder
+    (copy it first).
+    """
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # pytest-<user>/pytest-<n>/, the parent of every worker's popen-gw<k>/
+    folder = root / f"shared-{name}"
+    with open(root / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = root / f"shared-{name}.json"
+        if done.exists():
+            return json.loads(done.read_text())
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        result = make(folder)
+        done.write_text(json.dumps(result))
+        return result

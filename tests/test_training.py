@@ -83,12 +83,21 @@ def _latest(workdir):
     return str(max(int(s) for s in steps))
 
 
+# The reference run's flags: two epochs of 22 steps, a checkpoint every 11 steps (so each epoch's end is also a
+# multiple of the checkpoint period: it used to crash there).
+REFERENCE = ("--config.train.num_epochs=2", "--config.train.checkpoint_every_steps=11")
+
+
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory):
-    """Two uninterrupted epochs, checkpointing every 5 steps."""
-    workdir = str(tmp_path_factory.mktemp("reference"))
-    proc = _run(_train_cmd(workdir, "--config.train.num_epochs=2", "--config.train.checkpoint_every_steps=5"))
-    return workdir, proc.stdout
+def reference_run(run_once):
+    """Two uninterrupted epochs, checkpointing every 11 steps; run once per session (shared by the xdist workers).
+    Tests that write to its workdir copy it first."""
+
+    def make(folder):
+        workdir = str(folder / "reference")
+        return [workdir, _run(_train_cmd(workdir, *REFERENCE)).stdout]
+
+    return tuple(run_once("test_training-reference_run", make))
 
 
 def test_main_job_writes_metrics_and_checkpoints(reference_run):
@@ -109,11 +118,14 @@ def test_main_job_writes_metrics_and_checkpoints(reference_run):
 
 def test_same_config_and_seed_give_the_same_metrics(reference_run, tmp_path):
     workdir, _ = reference_run
-    _run(_train_cmd(str(tmp_path), "--config.train.num_epochs=2", "--config.train.checkpoint_every_steps=5"))
+    _run(_train_cmd(str(tmp_path), *REFERENCE))
     assert _metrics(str(tmp_path)) == _metrics(workdir)
 
 
 def test_sigkill_then_resume_ends_with_the_same_parameters(reference_run, tmp_path):
+    """Killed after a checkpoint at step >= 10 (every 5 steps here, every 11 in the reference run: neither the
+    checkpoint period nor the interruption changes the result), resumed: the reference run's parameters and
+    metrics."""
     workdir, _ = reference_run
     killed = str(tmp_path)
     proc = subprocess.Popen(
@@ -144,7 +156,7 @@ def test_sigkill_then_resume_ends_with_the_same_parameters(reference_run, tmp_pa
 def test_sigterm_saves_a_checkpoint_and_resume_finishes(tmp_path):
     workdir = str(tmp_path)
     proc = subprocess.Popen(
-        _train_cmd(workdir, "--config.train.num_epochs=3"),
+        _train_cmd(workdir, "--config.train.num_epochs=2"),
         cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     # wait until training runs (the first epoch's metrics line appears after its checkpoint)
@@ -158,10 +170,10 @@ def test_sigterm_saves_a_checkpoint_and_resume_finishes(tmp_path):
     assert proc.returncode == 0, out
     assert "Stop requested (SIGTERM/SIGINT): saved checkpoint at step" in out
     saved = int(_latest(workdir))
-    assert 22 <= saved < 66
-    proc = _run(_train_cmd(workdir, "--config.train.num_epochs=3"))
+    assert 22 <= saved < 44
+    proc = _run(_train_cmd(workdir, "--config.train.num_epochs=2"))
     assert f"Resuming from {os.path.join(workdir, 'checkpoints', str(saved))}" in proc.stdout
-    assert _metrics(workdir)[-1]["step"] == 66
+    assert _metrics(workdir)[-1]["step"] == 44
 
 
 def test_eval_mode_reproduces_the_last_test_metrics(reference_run):
@@ -250,22 +262,30 @@ def test_data_parallel_step_on_8_cpu_devices_matches_1(tmp_path):
 
 
 def test_batch_not_divisible_by_devices_is_named(tmp_path):
+    """The Trainer refuses the batch on 8 devices before it builds data or compiles anything (only the 8-device
+    Trainer is built: on 1 device the batch of 12 would train)."""
     script = tmp_path / "bad.py"
-    script.write_text(DATA_PARALLEL.format(root=ROOT).replace("config.train.batch_size = 16", "config.train.batch_size = 12"))
+    loop = "for n, chunks in ((1, 1), (8, 1), (8, 2), (1, 4)):"
+    assert loop in DATA_PARALLEL
+    script.write_text(DATA_PARALLEL.format(root=ROOT).replace("config.train.batch_size = 16", "config.train.batch_size = 12")
+                      .replace(loop, "for n, chunks in ((8, 1),):"))
     proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=_env(8), capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode != 0
     assert "config.train.batch_size=12 must be divisible by the device count 8" in proc.stderr
 
 
-def test_checkpoint_every_steps_dividing_the_epoch_and_rerunning_a_finished_run(tmp_path):
-    """22 steps per epoch, a checkpoint every 11: the epoch's end is also a multiple (it used to crash there)."""
-    workdir = str(tmp_path)
-    _run(_train_cmd(workdir, "--config.train.num_epochs=1", "--config.train.checkpoint_every_steps=11"))
-    assert sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()) == [11, 22]
+def test_checkpoint_every_steps_dividing_the_epoch_and_rerunning_a_finished_run(reference_run, tmp_path):
+    """22 steps per epoch, a checkpoint every 11 (the reference run): each epoch's end is also a multiple (it used to
+    crash there); the last 3 are kept. Rerunning the finished run (on a copy) trains nothing and appends nothing."""
+    import shutil
+
+    workdir = str(tmp_path / "copy")
+    shutil.copytree(reference_run[0], workdir)
+    assert sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()) == [22, 33, 44]
     rows = _metrics(workdir)
-    proc = _run(_train_cmd(workdir, "--config.train.num_epochs=1", "--config.train.checkpoint_every_steps=11"))
-    assert "already holds 1 epochs" in proc.stdout
+    proc = _run(_train_cmd(workdir, *REFERENCE))
+    assert "already holds 2 epochs" in proc.stdout
     assert json.loads(proc.stdout.strip().splitlines()[-1])["accuracy"] == rows[-1]["accuracy"]
     assert _metrics(workdir) == rows  # nothing appended, nothing lost
 
@@ -292,7 +312,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(reference_run,
 
     # training again redoes the lost steps and saves them: the unreadable checkpoint is set aside, not deleted
     latest_step = int(os.path.basename(latest))
-    proc = _run(_train_cmd(workdir, "--config.train.num_epochs=2", "--config.train.checkpoint_every_steps=5"))
+    proc = _run(_train_cmd(workdir, *REFERENCE))
     assert f"moved unreadable checkpoint step {latest_step}" in proc.stderr
     assert os.path.isdir(os.path.join(workdir, "checkpoints_unreadable", str(latest_step)))
     proc = _run([sys.executable, os.path.join(ROOT, "train.py"), f"--workdir={workdir}", "--mode=eval", *TINY])
