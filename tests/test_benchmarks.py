@@ -73,14 +73,14 @@ def test_peak_quick():
     assert all(r["gflops_per_s"] > 0 for r in rows)
 
 
-@pytest.mark.parametrize("script", ["vs_spikingjelly.py", "scaling.py", "peak.py"])
+@pytest.mark.parametrize("script", ["vs_spikingjelly.py", "scaling.py", "peak.py", "profile_step.py"])
 def test_help(script):
     proc = subprocess.run([sys.executable, os.path.join(BENCH, script), "--help"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and "--quick" in proc.stdout
 
 
-@pytest.mark.parametrize("script", ["vs_spikingjelly.py", "scaling.py"])
+@pytest.mark.parametrize("script", ["vs_spikingjelly.py", "scaling.py", "profile_step.py"])
 @pytest.mark.parametrize("item, message", [
     ("batch_chunks=0", "config.model.batch_chunks must be 'auto' or an integer >= 1, got 0"),
     ("nonsense=1", "unknown config.model keys ['nonsense']"),
@@ -95,3 +95,45 @@ def test_bad_jax_set_is_one_line_before_any_child(script, item, message):
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and message in lines[0], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+
+
+def _profile_step_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("profile_step", os.path.join(BENCH, "profile_step.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_profile_step_summary_by_hand():
+    """Two worker threads (µs): A runs ynn_fusion.1 [0, 10000] then concatenate.2 [10000, 15000]; B runs
+    ynn_fusion.1 [2000, 8000] (the same matmul on both threads counts once) and wrapped_broadcast.3 [20000, 30000].
+    By hand: span 30 ms; busy 0 threads 15..20 = 5 ms, 1 thread 0..2 + 8..15 + 20..30 = 19 ms, 2 threads 2..8 = 6 ms;
+    matmul 10 ms, buffer fills 10 ms, concat/pad/slice 5 ms."""
+    ps = _profile_step_module()
+    intervals = {"tf_XLAEigen/1": [(0, 10000, "ynn_fusion.1"), (10000, 15000, "concatenate.2")],
+                 "tf_XLAEigen/2": [(2000, 8000, "ynn_fusion.1"), (20000, 30000, "wrapped_broadcast.3")]}
+    hlo = '  %ynn_fusion.1 = f32[4096,128]{1,0} fusion(%a, %b), metadata={op_name="jit(step)/dot_general" x=1}\n'
+    s = ps.summarize(intervals, hlo, top=2)
+    assert s["span_ms"] == 30.0
+    assert s["busy_threads_ms"] == {"0": 5.0, "1": 19.0, "2": 6.0}
+    assert s["groups_ms"] == {"matmul": 10.0, "buffer_fills": 10.0, "concat_pad_slice": 5.0}
+    assert [r["op"] for r in s["top_ops"]] == ["ynn_fusion.1", "wrapped_broadcast.3"]
+    assert s["top_ops"][0] == dict(op="ynn_fusion.1", ms=10.0, calls=2, group="matmul", shape="f32[4096,128]{1,0}",
+                                   source="jit(step)/dot_general")
+    assert [ps.group_of(k) for k in ("bitcast_dynamic-update-slice_fusion", "dynamic-slice_bitcast_fusion",
+                                     "pad_slice_fusion", "while", "broadcast_multiply_fusion", "dot_general")] == [
+        "loop_output_writes", "loop_input_reads", "concat_pad_slice", "loops", "other", "matmul"]
+
+
+def test_profile_step_quick(tmp_path):
+    """The real profiled step (T=3, batch 2): every group is part of the step, the matmuls take time, and the
+    trace file was written where asked."""
+    (row,) = _run("profile_step.py", "--quick", "--trace-dir", str(tmp_path))
+    assert row["T"] == 3 and row["batch"] == 2 and row["step_seconds"] > 0
+    assert row["trace"].startswith(str(tmp_path)) and os.path.isfile(row["trace"])
+    assert row["groups_ms"]["matmul"] > 0
+    assert 0 < sum(row["busy_threads_ms"].values()) <= row["span_ms"] + 0.1
+    assert all(0 <= ms <= row["span_ms"] + 0.1 for ms in row["groups_ms"].values())
+    assert any(r["group"] == "matmul" and "dot_general" in r.get("source", "") for r in row["top_ops"]), row["top_ops"]
