@@ -134,6 +134,8 @@ def test_profile_step_quick(tmp_path):
     assert row["T"] == 3 and row["batch"] == 2 and row["step_seconds"] > 0
     assert row["trace"].startswith(str(tmp_path)) and os.path.isfile(row["trace"])
     assert row["groups_ms"]["matmul"] > 0
-    assert 0 < sum(row["busy_threads_ms"].values()) <= row["span_ms"] + 0.1
+    # each figure is rounded to 0.1 ms, so the sum may exceed the span by 0.05 ms per term
+    slack = 0.05 * (len(row["busy_threads_ms"]) + 1)
+    assert 0 < sum(row["busy_threads_ms"].values()) <= row["span_ms"] + slack
     assert all(0 <= ms <= row["span_ms"] + 0.1 for ms in row["groups_ms"].values())
     assert any(r["group"] == "matmul" and "dot_general" in r.get("source", "") for r in row["top_ops"]), row["top_ops"]
