@@ -16,14 +16,32 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def check_threads(n: int | None) -> list[int]:
+    """The cores this process may run on, after checking that ``--threads n`` fits them.
+
+    Raises:
+      SystemExit: ``n`` is negative or more than those cores (names ``--threads``).
+    """
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    if n is not None and (n < 0 or n > len(allowed)):
+        raise SystemExit(f"error: --threads must be between 0 (all cores) and {len(allowed)} (the cores this process "
+                         f"may use), got {n}")
+    return allowed
+
+
 def set_threads(n: int | None) -> None:
-    """Limits XLA's CPU (Eigen) thread pool to ``n`` threads; must run before jax is imported."""
+    """Limits this process (XLA's CPU thread pools, torch, OpenMP) to ``n`` CPU cores; must run before jax or torch
+    is imported. XLA sizes its CPU thread pools from the cores the process may run on (``sched_getaffinity``), so the
+    limit is set as CPU affinity (the first ``n`` allowed cores) plus ``OMP_NUM_THREADS``. ``None`` or 0: all cores.
+
+    Raises:
+      SystemExit: ``n`` is negative or more than the cores this process may use (names ``--threads``).
+    """
+    allowed = check_threads(n)
     if not n:
         return
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "intra_op_parallelism_threads" not in flags:
-        flags += f" --xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={n}"
-    os.environ["XLA_FLAGS"] = flags.strip()
+    if n < len(allowed) and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, allowed[:n])
     os.environ.setdefault("OMP_NUM_THREADS", str(n))
 
 
@@ -88,16 +106,19 @@ def execution_options(cfg: dict) -> dict:
     return {key: cfg.get(key) for key in models.execution_keys(cfg.get("name", "masnn"))}
 
 
-def resolved_execution(cfg: dict) -> dict:
+def resolved_execution(cfg: dict, batch: int | None = None) -> dict:
     """What the backend-aware 'auto' values of ``cfg`` mean on this machine's default backend: ``batch_chunks``
-    (an integer), ``conv_impl`` ('xla' | 'im2col'), ``neuron_impl`` ('scan' | 'pallas'), plus ``backend``."""
+    (an integer: the chunks that actually run when ``batch``, the per-device batch, is given — a divisor of it, see
+    :func:`masnn_jax.snn.chunking.effective_batch_chunks`), ``conv_impl`` ('xla' | 'im2col'), ``neuron_impl``
+    ('scan' | 'pallas'), plus ``backend``."""
     import jax
 
     from masnn_jax.snn import chunking, ops, pallas_lif
 
+    chunks = chunking.resolve_batch_chunks(cfg.get("batch_chunks", 1))
     return {
         "backend": jax.default_backend(),
-        "batch_chunks": chunking.resolve_batch_chunks(cfg.get("batch_chunks", 1)),
+        "batch_chunks": chunking.effective_batch_chunks(chunks, batch) if batch else chunks,
         "conv_impl": ops.resolve_conv_impl(cfg.get("conv_impl", "auto")),
         "neuron_impl": pallas_lif.resolve_neuron_impl(cfg.get("neuron_impl", "auto")),
     }

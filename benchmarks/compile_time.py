@@ -66,7 +66,7 @@ def run_child(args) -> dict:
     return dict(
         run=args.child_run, T=args.T, batch=args.batch, dtype=args.dtype, attention=args.attention,
         devices=jb.devices_str(), jax_version=jax.__version__, execution=jb.execution_options(cfg),
-        execution_resolved=jb.resolved_execution(cfg), options=jb.parse_set(args.jax_set), cache_dir=cache,
+        execution_resolved=jb.resolved_execution(cfg, args.batch), options=jb.parse_set(args.jax_set), cache_dir=cache,
         import_s=import_s, build_s=build_s, lower_s=lower_s, compile_s=compile_s, first_step_s=first_step_s,
         memory_analysis_mb=jb.memory_analysis_mb(compiled),
     )

@@ -162,8 +162,18 @@ def main(argv=None):
     p.add_argument("--no-hugetlb", action="store_true", help="do not set GLIBC_TUNABLES=glibc.malloc.hugetlb=1")
     p.add_argument("--quick", action="store_true", help="T=3, batch 2, one warm-up step (smoke test)")
     args = p.parse_args(argv)
-    if args.T < 1 or args.batch < 1 or args.warmup < 1 or args.top < 1:
-        p.error("--T, --batch, --warmup and --top must be >= 1")
+    bad = [f"--{name} {getattr(args, name)}" for name in ("T", "batch", "warmup", "top") if getattr(args, name) < 1]
+    if bad:
+        p.error(f"must be >= 1: {', '.join(bad)}")
+    if args.trace_dir and os.path.exists(args.trace_dir) and not os.path.isdir(args.trace_dir):
+        p.error(f"--trace-dir {args.trace_dir!r} is a file, not a folder")
+    if args.trace_dir:
+        try:  # checked before minutes of compiling and warm-up
+            os.makedirs(args.trace_dir, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=args.trace_dir, prefix=".masnn_write_test_")
+            probe.close()
+        except OSError as e:
+            p.error(f"--trace-dir {args.trace_dir!r} is not a writable folder: {e.strerror or e}")
     if not args.no_hugetlb and HUGETLB not in os.environ.get("GLIBC_TUNABLES", ""):
         env = dict(os.environ, GLIBC_TUNABLES=":".join(filter(None, [os.environ.get("GLIBC_TUNABLES"), HUGETLB])))
         os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *(argv or sys.argv[1:])], env)
@@ -188,7 +198,7 @@ def main(argv=None):
         seconds = time.perf_counter() - t0
     files = sorted(glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True), key=os.path.getmtime)
     row = dict(benchmark="profile_step", model="dvs_gesture", attention=args.attention, T=args.T, batch=args.batch,
-               devices=jb.devices_str(), options=overrides, execution_resolved=jb.resolved_execution(cfg),
+               devices=jb.devices_str(), options=overrides, execution_resolved=jb.resolved_execution(cfg, args.batch),
                glibc_tunables=os.environ.get("GLIBC_TUNABLES"), compile_seconds=compile_s, step_seconds=seconds,
                trace=files[-1] if files else trace_dir)
     if jax.default_backend() != "cpu" or not files:

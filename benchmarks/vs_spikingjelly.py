@@ -5,7 +5,7 @@ conv/linear (bias) -> BatchNorm over T·B -> AvgPool -> attention -> official LI
 rectangle surrogate a = 0.5; h = (s·0.3 + (1 − s)·u)·0.3), output = mean over T of the last spikes, MSE to one-hot,
 Adam lr 1e-4 — is trained for a few steps
 
-* in masnn-jax, through ``masnn_jax.training.Trainer``'s real jitted train step (``benchmarks/_jaxbench.py``);
+* in masnn-jax, through ``masnn_jax.train.Trainer``'s real jitted train step (``benchmarks/_jaxbench.py``);
 * in SpikingJelly 2.x (torch), built here from ``layer.Conv2d/BatchNorm2d/AvgPool2d/Linear/BatchNorm1d`` in
   multi-step mode, ``layer.attention.MultiDimensionalAttention`` for the conv layers, and a few lines of torch for
   the official neuron and the FC layers' temporal attention (``torch``: the official-style Python time loop);
@@ -37,6 +37,7 @@ of the page-fault time both frameworks spend on fresh buffers; see BENCHMARKS.md
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -79,7 +80,7 @@ def run_jax(args) -> dict:
     return dict(
         framework="masnn-jax", jax_version=jax.__version__, model="dvs_gesture", attention=args.attention, T=args.T,
         batch=args.batch, dtype=args.dtype, devices=jb.devices_str(), options=_parse_set(args.jax_set),
-        execution=jb.execution_options(cfg), execution_resolved=jb.resolved_execution(cfg),
+        execution=jb.execution_options(cfg), execution_resolved=jb.resolved_execution(cfg, args.batch),
         compilation_cache=cache,
         step_seconds=jb.summary(times), compile_seconds=compile_s, first_step_seconds=first, peak_rss_mb=mem,
         memory_kind=mem_kind, memory_analysis_mb=memory_analysis, gflops=gflops,
@@ -314,6 +315,12 @@ def main(argv=None):
     bad = sorted(set(frameworks) - {"jax", "torch", "sjlif"})
     if bad or not frameworks:
         raise SystemExit(f"error: --frameworks takes a comma list of jax,torch,sjlif; got {args.frameworks!r}")
+    jb.check_threads(args.threads)
+    missing = [m for m in ("torch", "spikingjelly") if importlib.util.find_spec(m) is None]
+    if missing and {"torch", "sjlif"} & set(frameworks):
+        raise SystemExit(f"error: --frameworks {args.frameworks} needs {' and '.join(missing)}, not installed here: "
+                         "install the parity extra (pip install -e '.[parity]', see the README) or pass "
+                         "--frameworks jax")
     if "jax" in frameworks:  # a bad --jax-set is one line here, not a traceback from every child
         jb.check_model_config(jb.gesture_model_config(args.T, attention=args.attention, **_parse_set(args.jax_set)))
     env = dict(os.environ)
