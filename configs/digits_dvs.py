@@ -1,7 +1,7 @@
 """The main job: an MA-SNN (TCSA attention) on scikit-learn's handwritten digits turned into DVS event streams.
 
 The 1,797 8x8 digits are upscaled onto a 32x32 virtual sensor and moved in three saccades (as N-MNIST was
-recorded); the DVS emulator (:func:`masnn_jax.data.emulate_dvs`) turns log-intensity changes into ON/OFF events,
+recorded); the DVS emulator (:func:`masnn_jax.data.events.emulate_dvs`) turns log-intensity changes into ON/OFF events,
 which are binned into T = 8 frames of 25 ms at 16x16 (ds 2). A small MA-SNN (two conv layers, one hidden FC layer)
 with the official neuron, rectangle surrogate and TCSA attention trains with the official recipe (Adam, plateau
 schedule, MSE on firing rates) at a larger learning rate. Ships with the install: nothing to download.

@@ -30,7 +30,8 @@ def train_defaults(**overrides) -> ml_collections.ConfigDict:
         num_epochs=300, batch_size=128, eval_batch_size=128, optimizer="adam", learning_rate=1e-4, b1=0.9,
         b2=0.999, eps=1e-8, momentum=0.9, nesterov=False, weight_decay=0.0, weight_decay_mask="all",
         schedule="plateau", plateau_factor=0.1, plateau_patience=5, min_lr=0.0, warmup_epochs=0, warmup_lr=0.0,
-        step_epochs=30, step_gamma=0.1, lr_base_batch=None, max_nonfinite_steps=10, num_threads=0, loss="mse",
+        step_epochs=30, step_gamma=0.1, lr_base_batch=ml_collections.FieldReference(None, field_type=int),
+        max_nonfinite_steps=10, num_threads=0, loss="mse",
         label_smoothing=0.0, cooldown_epochs=0, init_from="", eval_every_epochs=1,
         checkpoint_every_steps=0, max_to_keep=3, num_workers=0,
     ))
@@ -62,7 +63,7 @@ def base_config(*, arch: str | None, T: int, dataset: str = "digits_dvs", attent
     config.model = ml_collections.ConfigDict()
     m = config.model
     m.name = "masnn"
-    m.arch = arch
+    m.arch = ml_collections.FieldReference(arch, field_type=str)  # typed, so --config.model.arch= works when None
     m.T = t_ref
     m.attention = attention
     m.placement = "input"  # 'input' = official code; 'membrane' = the paper's equations

@@ -192,3 +192,33 @@ def test_adamw_mask_exempts_one_dimensional_parameters():
 def test_bad_optimizer_keys_are_named(key, value, match):
     with pytest.raises(ValueError, match=match):
         optim.make_optimizer(_cfg(**{key: value}), 1)
+
+
+@pytest.mark.parametrize("where, match", [
+    ("a_file", "is a file, not a folder"),
+    ("a_file/run", "is a file"),
+])
+def test_unusable_workdir_is_named_before_any_work(tmp_path, monkeypatch, where, match):
+    """A workdir that is a file (or lies below one) stops the run with one ValueError naming it, before the data
+    are built (the Trainer is never constructed) and without touching the file."""
+    afile = tmp_path / "a_file"
+    afile.write_text("keep me")
+    monkeypatch.setattr(loop, "Trainer", lambda *a, **k: pytest.fail("built the Trainer for an unusable workdir"))
+    with pytest.raises(ValueError, match=match) as info:
+        training.train_and_evaluate(_tiny_config(), str(tmp_path / where), progress_bar=False)
+    assert "--workdir" in str(info.value) and str(tmp_path / where) in str(info.value)
+    assert afile.read_text() == "keep me"
+
+
+def test_make_workdir_reports_os_errors_as_value_errors(tmp_path, monkeypatch):
+    """A read-only file system (simulated: makedirs raises EROFS) becomes a ValueError naming the workdir."""
+    import errno
+
+    from masnn_jax.train import workdir as wd
+
+    def refuse(*a, **k):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(wd.os, "makedirs", refuse)
+    with pytest.raises(ValueError, match="--workdir .*run: cannot be written \\(Read-only file system\\)"):
+        wd.make_workdir(str(tmp_path / "run"))

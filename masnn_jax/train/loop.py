@@ -27,7 +27,7 @@ from masnn_jax.train import mesh as mesh_lib
 from masnn_jax.train import mixing, optim, steps, tasks
 from masnn_jax.train.compile import CompiledStep
 from masnn_jax.train.metrics import MetricWriter
-from masnn_jax.train.workdir import WorkdirInUseError, workdir_lock
+from masnn_jax.train.workdir import WorkdirInUseError, check_workdir, make_workdir, workdir_lock
 
 __all__ = ["validate_train_config", "Trainer", "train_and_evaluate", "evaluate_checkpoint", "WorkdirInUseError",
            "NonFiniteError"]
@@ -260,9 +260,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, devic
     Raises:
       ValueError: bad config values (named), or a checkpoint that does not fit the model.
       WorkdirInUseError: another training run is using ``workdir`` (``<workdir>/.lock``).
+      ValueError: also when ``workdir`` is a file or cannot be created or written (the message names it).
     """
+    check_workdir(workdir)  # a file, or an unwritable place: said now, not after building data and compiling
     trainer = Trainer(config, workdir, devices)  # validates the config and finds the data before anything is written
-    os.makedirs(workdir, exist_ok=True)
+    make_workdir(workdir)
     with workdir_lock(workdir):
         return _train_locked(trainer, config, workdir, progress_bar)
 

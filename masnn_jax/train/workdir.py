@@ -8,11 +8,46 @@ import socket
 
 import jax
 
-__all__ = ["WorkdirInUseError", "workdir_lock"]
+__all__ = ["WorkdirInUseError", "check_workdir", "make_workdir", "workdir_lock"]
 
 
 class WorkdirInUseError(RuntimeError):
     """Another training run holds ``<workdir>/.lock``: two runs must not write one workdir's checkpoints."""
+
+
+def check_workdir(workdir: str) -> None:
+    """Checks, without writing anything, that a training run can create and write ``workdir``: it is a folder (or
+    does not exist yet) and the folder it is in, or its nearest existing ancestor, is writable. Run before the
+    minutes of building data and compiling.
+
+    Raises:
+      ValueError: naming ``workdir`` and what is wrong (a file, a file among its parents, no write permission).
+    """
+    path = os.path.abspath(workdir)
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise ValueError(f"--workdir {workdir}: is a file, not a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ValueError(f"--workdir {workdir}: the folder is not writable")
+        return
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"--workdir {workdir}: cannot be created, {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--workdir {workdir}: cannot be created, {parent} is not writable")
+
+
+def make_workdir(workdir: str) -> None:
+    """``os.makedirs(workdir, exist_ok=True)``, with an ``OSError`` (read-only file system, permissions, a file in
+    the way) reported as a ``ValueError`` that names ``workdir``."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, ".lock"), "a"):
+            pass
+    except OSError as e:
+        raise ValueError(f"--workdir {workdir}: cannot be written ({e.strerror or e})") from None
 
 
 @contextlib.contextmanager
