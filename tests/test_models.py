@@ -187,11 +187,20 @@ def test_bfloat16_compute_with_float32_params():
         ("placement", "somewhere", "placement"),
         ("pools", (3, 3), "divisible"),
         ("dtype", "int8", "config.model.dtype"),
+        ("pools", (2,), r"config.model.pools has 1 entries but config.model.channels has 2"),
+        # what --config.model.<key>=abc / =0 / =1.5 give: the key is named, not int()'s "invalid literal"
+        ("channels", ("abc",), r"config.model.channels must be a tuple of integers >= 1.*'abc'"),
+        ("channels", (8, 0), r"config.model.channels must be a tuple of integers >= 1.*\(8, 0\)"),
+        ("fc", (1.5,), r"config.model.fc must be a tuple of integers"),
+        ("input_shape", "abc", r"config.model.input_shape must be a tuple of integers"),
+        ("T", 0, r"config.model.T must be a positive integer, got 0"),
+        ("num_classes", "ten", r"config.model.num_classes must be a positive integer"),
+        ("c_ratio", True, r"config.model.c_ratio must be a positive integer"),
     ],
 )
 def test_bad_config_errors(key, value, match):
-    with pytest.raises(ValueError, match=match):
-        models.build(tiny_config(**{key: value}).model, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=match):  # a dict: a ConfigDict would refuse some of these types itself
+        models.build(dict(tiny_config().model) | {key: value}, rngs=nnx.Rngs(0))
 
 
 def test_unknown_key_and_neuron_kind():

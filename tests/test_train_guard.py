@@ -222,3 +222,59 @@ def test_make_workdir_reports_os_errors_as_value_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(wd.os, "makedirs", refuse)
     with pytest.raises(ValueError, match="--workdir .*run: cannot be written \\(Read-only file system\\)"):
         wd.make_workdir(str(tmp_path / "run"))
+
+
+def test_restore_filter_drops_only_orbax_late_errors():
+    """The unraisable-exception filter installed before a restore drops RuntimeError('Event loop is closed') raised
+    in asyncio's call_soon_threadsafe (TensorStore's late callbacks after orbax gave up on an unreadable
+    checkpoint) and errors raised in orbax's own code, and passes everything else, including the same message
+    raised elsewhere, to the previous hook."""
+    import asyncio
+    import sys
+    import types
+
+    from masnn_jax.train import checkpoint
+
+    seen = []
+    saved = sys.unraisablehook
+    sys.unraisablehook = lambda u: seen.append(u.exc_value)
+    try:
+        checkpoint._quiet_orbax_late_errors()
+        checkpoint._quiet_orbax_late_errors()  # installed once: not wrapped twice
+        hook = sys.unraisablehook
+        assert getattr(hook, "_masnn_quiet", False)
+
+        def raised(fn, obj=None):
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001
+                return types.SimpleNamespace(exc_type=type(e), exc_value=e, exc_traceback=e.__traceback__,
+                                             err_msg=None, object=obj)
+            raise AssertionError("no exception")
+
+        loop = asyncio.new_event_loop()
+        loop.close()
+        late = raised(lambda: loop.call_soon_threadsafe(print))
+        assert str(late.exc_value) == "Event loop is closed"
+        hook(late)
+        # an orbax coroutine finalised with an error (the object orbax leaves behind), and a frame in orbax's code
+        # (code compiled under orbax's package directory stands for orbax's read coroutine and helpers)
+        ns = {}
+        exec(compile("async def read():\n    pass\ndef fail():\n    raise ValueError('unreadable')\n",
+                     os.path.join(checkpoint._ORBAX_DIR, "_src", "fake.py"), "exec"), ns)
+        coro = ns["read"]()
+        hook(raised(lambda: int("x"), obj=coro))
+        coro.close()
+        hook(raised(ns["fail"]))
+        assert seen == []
+
+        def elsewhere():
+            raise RuntimeError("Event loop is closed")
+
+        other = raised(elsewhere)
+        hook(other)
+        value = raised(lambda: int("x"))
+        hook(value)
+        assert seen == [other.exc_value, value.exc_value]
+    finally:
+        sys.unraisablehook = saved

@@ -105,10 +105,10 @@ class MASNN(nnx.Module):
         neuron_impl = pallas_lif.resolve_neuron_impl(neuron_impl)  # 'scan' | 'pallas', set on every neuron below
         h, w, c_in = (int(v) for v in input_shape)
         if len(pools) != len(channels):
-            raise ValueError(f"model.pools has {len(pools)} entries but model.channels has {len(channels)}")
+            raise ValueError(f"config.model.pools has {len(pools)} entries but config.model.channels has {len(channels)}")
         total_pool = math.prod(pools)
         if h % total_pool or w % total_pool:
-            raise ValueError(f"model.input_shape {tuple(input_shape)}: H and W must be divisible by prod(pools)={total_pool}")
+            raise ValueError(f"config.model.input_shape {tuple(input_shape)}: H and W must be divisible by prod(pools)={total_pool}")
         self.input_kind = "frames"
         self.input_shape, self.T, self.num_classes = (h, w, c_in), int(T), int(num_classes)
         self.dtype = dtype
@@ -246,7 +246,10 @@ def build_masnn(cfg: dict, rngs: nnx.Rngs) -> MASNN:
     plan["dtype"] = registry.parse_dtype("dtype", plan.get("dtype"))
     plan["param_dtype"] = registry.parse_dtype("param_dtype", plan.get("param_dtype", "float32"))
     for key in ("channels", "pools", "fc", "input_shape"):
-        plan[key] = tuple(int(v) for v in plan[key])
+        plan[key] = registry.int_tuple(key, plan[key])
+    for key in ("T", "num_classes", "c_ratio", "t_ratio", "sa_kernel"):
+        if key in plan:
+            plan[key] = registry.positive_int(key, plan[key])
     return MASNN(neuron=neuron, rngs=rngs, **plan)
 
 

@@ -189,6 +189,30 @@ def parse_dtype(key: str, value):
     return _DTYPES[value]
 
 
+def int_tuple(key: str, value, *, minimum: int = 1) -> tuple[int, ...]:
+    """``config.model.<key>`` as a tuple of ints, each >= ``minimum``; a single int is a 1-tuple. Raises ValueError
+    naming the key for anything else (a string such as ``'abc'`` from ``--config.model.<key>=abc``, floats,
+    bools)."""
+    items = (value,) if isinstance(value, int) and not isinstance(value, bool) else value
+    try:
+        items = tuple(items)
+    except TypeError:
+        items = None
+    if items is None or isinstance(value, (str, bytes)) or any(
+            isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in items):
+        raise ValueError(f"config.model.{key} must be a tuple of integers >= {minimum}, e.g. "
+                         f"--config.model.{key}='(64,128)', got {value!r}")
+    return items
+
+
+def positive_int(key: str, value) -> int:
+    """``config.model.<key>`` as an int >= 1; raises ValueError naming the key for anything else (strings, floats,
+    bools, 0, negatives)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"config.model.{key} must be a positive integer, got {value!r}")
+    return value
+
+
 def build(model_config: Mapping[str, Any], *, rngs: nnx.Rngs) -> nnx.Module:
     """Builds the model ``config.model`` describes: the family ``config.model.name`` (default 'masnn').
 

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import sys
+import warnings
 from typing import Any
 
 import jax
@@ -102,6 +103,46 @@ def _first_line(e: Exception) -> str:
     return text.split(" See full")[0][:300]
 
 
+_ORBAX_DIR = os.path.dirname(os.path.abspath(ocp.__file__))
+
+
+def _is_orbax_late_error(unraisable) -> bool:
+    """True for the unraisable exceptions orbax leaves behind when a restore of an unreadable checkpoint fails:
+    ``RuntimeError('Event loop is closed')`` from asyncio's ``call_soon_threadsafe`` (TensorStore's reads still in
+    flight calling back into the closed loop), and errors of orbax's own read coroutines finalised after the
+    restore gave up (``Exception ignored in: <coroutine object _read_array_index_and_device_put ...>``). One
+    traceback per array each; the useful line is our warning."""
+    exc, tb = unraisable.exc_value, unraisable.exc_traceback
+    code = getattr(unraisable.object, "cr_code", None)
+    if code is not None and os.path.abspath(code.co_filename).startswith(_ORBAX_DIR):
+        return True
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame.f_code)
+        tb = tb.tb_next
+    if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+        return any(f.co_name == "call_soon_threadsafe" for f in frames)
+    return any(os.path.abspath(f.co_filename).startswith(_ORBAX_DIR) for f in frames)
+
+
+def _quiet_orbax_late_errors() -> None:
+    """Installs (once) a ``sys.unraisablehook`` that drops :func:`_is_orbax_late_error` exceptions and passes every
+    other one to the hook that was in place, and ignores the "coroutine ... was never awaited" warnings of orbax's
+    read coroutines. Installed before restoring, since TensorStore calls back while the failing restore unwinds."""
+    warnings.filterwarnings("ignore", message=r"coroutine '_read_array_index_and_device_put' was never awaited",
+                            category=RuntimeWarning)
+    previous = sys.unraisablehook
+    if getattr(previous, "_masnn_quiet", False):
+        return
+
+    def hook(unraisable):
+        if not _is_orbax_late_error(unraisable):
+            previous(unraisable)
+
+    hook._masnn_quiet = True
+    sys.unraisablehook = hook
+
+
 def restore_state(
     manager: ocp.CheckpointManager, abstract: Any, config: ml_collections.ConfigDict, step: int | None = None
 ) -> tuple[int, Any, dict] | None:
@@ -113,6 +154,7 @@ def restore_state(
     checkpoint is readable.
     """
     directory = str(manager.directory)
+    _quiet_orbax_late_errors()
     steps = sorted(manager.all_steps(), reverse=True)
     if step is not None:
         if step not in steps:

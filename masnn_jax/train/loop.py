@@ -55,9 +55,10 @@ def validate_train_config(tc: ml_collections.ConfigDict) -> None:
 
 
 def note_batch_chunks(config: ml_collections.ConfigDict, n_dev: int) -> None:
-    """Logs a warning when ``config.model.batch_chunks`` does not divide the per-device batch and so runs as fewer
-    chunks (:func:`masnn_jax.snn.chunking.effective_batch_chunks`)."""
-    if "batch_chunks" not in config.model:
+    """Logs a warning when a ``config.model.batch_chunks`` the user set does not divide the per-device batch and so
+    runs as fewer chunks (:func:`masnn_jax.snn.chunking.effective_batch_chunks`). ``'auto'`` picks the largest
+    divisor of the per-device batch up to its backend's value silently: nothing was asked that is not done."""
+    if "batch_chunks" not in config.model or config.model.get("batch_chunks") in (None, "auto"):
         return
     chunks = chunking.resolve_batch_chunks(config.model.get("batch_chunks"))
     per_device = int(config.train.batch_size) // n_dev
