@@ -78,6 +78,37 @@ def _load_config(workdir):
     return config
 
 
+def _tb_files(workdir):
+    d = os.path.join(workdir, "tensorboard")
+    return sorted(os.listdir(d), key=lambda n: os.path.getmtime(os.path.join(d, n))) if os.path.isdir(d) else []
+
+
+def _tb_view(workdir):
+    """What TensorBoard shows of ``<workdir>/tensorboard``: the scalar points ``{tag: [(step, value), ...]}`` of every
+    event file in write order, where a ``SessionLog.START`` at step p (tensorboardX's ``purge_step``) first drops the
+    points at steps >= p written before it. Read from the TFRecord framing by hand (u64 length, u32 crc, payload,
+    u32 crc) with tensorboardX's Event proto; also returns the purge steps seen."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    view, purges = {}, []
+    for name in _tb_files(workdir):
+        with open(os.path.join(workdir, "tensorboard", name), "rb") as f:
+            data = f.read()
+        pos = 0
+        while pos < len(data):
+            (length,) = struct.unpack("<Q", data[pos:pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+            pos += 12 + length + 4
+            if event.HasField("session_log") and event.session_log.status == event_pb2.SessionLog.START:
+                purges.append(event.step)
+                view = {tag: [(st, v) for st, v in pts if st < event.step] for tag, pts in view.items()}
+            for value in event.summary.value:
+                view.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return view, purges
+
+
 def _latest(workdir):
     steps = [d for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()]
     return str(max(int(s) for s in steps))
@@ -151,6 +182,15 @@ def test_sigkill_then_resume_ends_with_the_same_parameters(reference_run, tmp_pa
     for a, b in zip(params_a, params_b):
         np.testing.assert_array_equal(a, b)
     assert _metrics(killed) == _metrics(workdir)
+    # TensorBoard shows each step once: the resumed run's event file purges the killed run's points past the
+    # checkpoint, so the curves equal metrics.jsonl (the killed run may have logged epoch 1 past its checkpoint)
+    view, purges = _tb_view(killed)
+    assert purges == [killed_at + 1]
+    for split in ("train", "test"):
+        rows = [r for r in _metrics(killed) if r["split"] == split]
+        assert [st for st, _ in view[f"{split}/accuracy"]] == [r["step"] for r in rows]
+        np.testing.assert_allclose([v for _, v in view[f"{split}/accuracy"]], [r["accuracy"] for r in rows],
+                                   rtol=1e-6)
 
 
 def test_sigterm_saves_a_checkpoint_and_resume_finishes(tmp_path):
@@ -284,8 +324,11 @@ def test_checkpoint_every_steps_dividing_the_epoch_and_rerunning_a_finished_run(
     shutil.copytree(reference_run[0], workdir)
     assert sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()) == [22, 33, 44]
     rows = _metrics(workdir)
+    events = _tb_files(workdir)
+    assert len(events) == 1
     proc = _run(_train_cmd(workdir, *REFERENCE))
     assert "already holds 2 epochs" in proc.stdout
+    assert _tb_files(workdir) == events  # no empty event file for a run that wrote nothing
     assert json.loads(proc.stdout.strip().splitlines()[-1])["accuracy"] == rows[-1]["accuracy"]
     assert _metrics(workdir) == rows  # nothing appended, nothing lost
 

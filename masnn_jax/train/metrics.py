@@ -13,10 +13,17 @@ __all__ = ["MetricWriter"]
 
 
 class MetricWriter:
-    """Appends JSON lines to ``metrics.jsonl`` and scalars to TensorBoard (tensorboardX)."""
+    """Appends JSON lines to ``metrics.jsonl`` and scalars to TensorBoard (tensorboardX).
+
+    A resumed run (``resume_step`` not None) drops the ``metrics.jsonl`` rows past that step and starts its
+    TensorBoard event file with a purge at ``resume_step + 1`` (TensorBoard then hides the earlier attempt's points
+    from that step on, which the resumed run redoes). The event file is opened at the first row written, so a rerun
+    that has nothing left to do leaves no empty event file behind."""
 
     def __init__(self, workdir: str, resume_step: int | None):
         self.path = os.path.join(workdir, "metrics.jsonl")
+        self.tb_dir = os.path.join(workdir, "tensorboard")
+        self.purge_step = None if resume_step is None else int(resume_step) + 1
         self.enabled = jax.process_index() == 0  # one writer in multi-host runs
         self.tb = None
         if not self.enabled:
@@ -36,9 +43,6 @@ class MetricWriter:
             with open(tmp, "w") as f:
                 f.writelines(keep)
             os.replace(tmp, self.path)
-        from tensorboardX import SummaryWriter
-
-        self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
     def has_row(self, split: str, step: int) -> bool:
         """Whether ``metrics.jsonl`` already holds a row of ``split`` at ``step``."""
@@ -59,6 +63,10 @@ class MetricWriter:
             return
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
+        if self.tb is None:
+            from tensorboardX import SummaryWriter
+
+            self.tb = SummaryWriter(self.tb_dir, purge_step=self.purge_step)
         for key, value in row.items():
             if key not in ("step", "epoch", "split") and isinstance(value, (int, float)):
                 self.tb.add_scalar(f"{row['split']}/{key}", value, row["step"])
