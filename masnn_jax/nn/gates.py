@@ -75,18 +75,13 @@ def _compute_dtype(x: jax.Array, dtype: Any, param_dtype: Any) -> jnp.dtype:
     return jnp.dtype(param_dtype)
 
 
-def _check_ratio(name: str, ratio: Any) -> None:
-    if isinstance(ratio, bool) or not isinstance(ratio, int) or ratio < 1:
-        raise ValueError(f"{name} must be a positive integer, got {ratio!r}")
-
-
 def _check_size(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _hidden_units(name: str, size: int, ratio_name: str, ratio: int) -> int:
-    _check_ratio(ratio_name, ratio)
+    _check_size(ratio_name, ratio)
     hidden = size // ratio
     if hidden < 1:
         raise ValueError(
