@@ -2,12 +2,14 @@
 
 Defaults: ``--config=configs/digits_dvs.py`` (the event digits that ship with the install) and
 ``--workdir=runs/<config name>``. Rerunning the same command on the same workdir resumes from its latest checkpoint;
-SIGTERM saves a checkpoint first. ``--mode=eval`` evaluates the latest checkpoint of ``--workdir``.
+SIGTERM and Ctrl-C save a checkpoint first and exit with 128 + the signal number (143, 130) after the result line
+(``"stopped": true``); Ctrl-C twice stops at once (130, nothing saved). ``--mode=eval`` evaluates the latest checkpoint of ``--workdir``.
 Multi-host: pass ``--distributed`` to call ``jax.distributed.initialize()`` (cluster settings from the environment).
 """
 
 import json
 import os
+import signal
 import sys
 
 from absl import app, flags, logging
@@ -44,6 +46,10 @@ def main(argv):
 
     config = _CONFIG.value
     config_name = os.path.splitext(os.path.basename(flags.FLAGS["config"].config_filename))[0]
+    if flags.FLAGS["workdir"].present and not (_WORKDIR.value or "").strip():
+        print("error: --workdir is empty; give a folder, or leave the flag out for runs/<config name>",
+              file=sys.stderr, flush=True)
+        sys.exit(1)
     workdir = _WORKDIR.value or os.path.join("runs", config_name)
     print(f"config {config_name}; workdir {os.path.abspath(workdir)}; backend {jax.default_backend()}, "
           f"{jax.device_count()} device(s) ({jax.devices()[0].device_kind}); compilation cache {cache or 'off'}",
@@ -58,7 +64,13 @@ def main(argv):
         # Config, data and checkpoint problems: one clear message (the traceback adds nothing for a user).
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C pressed twice: stopped at once
+        print(f"stopped at once (Ctrl-C twice): nothing saved since the latest checkpoint in {workdir}; rerun the "
+              "same command to resume from it.", file=sys.stderr, flush=True)
+        sys.exit(130)
     print(json.dumps(result), flush=True)
+    if result.get("stopped"):  # a checkpoint was saved; 128 + signal, as a shell reports a process it stopped
+        sys.exit(128 + int(result.get("stop_signal") or signal.SIGTERM))
 
 
 if __name__ == "__main__":

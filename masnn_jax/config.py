@@ -167,6 +167,8 @@ def parse_flags(argv: list[str]) -> list[str]:
         rest = flags.FLAGS(argv)
         given = "config" in flags.FLAGS and flags.FLAGS["config"].present
         filename = flags.FLAGS["config"].config_filename if given else None
+        if given and not (filename or "").strip():
+            raise flags.Error("--config is empty; give a config file, e.g. --config=configs/digits_dvs.py")
         if filename and not os.path.isfile(filename.split(":")[0]):
             raise flags.Error(f"--config={filename}: no such file")
         return rest

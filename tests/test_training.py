@@ -207,13 +207,33 @@ def test_sigterm_saves_a_checkpoint_and_resume_finishes(tmp_path):
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out
+    assert proc.returncode == 128 + signal.SIGTERM, out  # stopped early: not the 0 of a finished run
     assert "Stop requested (SIGTERM/SIGINT): saved checkpoint at step" in out
+    assert json.loads(out.strip().splitlines()[-1])["stopped"] is True
     saved = int(_latest(workdir))
     assert 22 <= saved < 44
     proc = _run(_train_cmd(workdir, "--config.train.num_epochs=2"))
     assert f"Resuming from {os.path.join(workdir, 'checkpoints', str(saved))}" in proc.stdout
     assert _metrics(workdir)[-1]["step"] == 44
+
+
+def test_ctrl_c_twice_stops_at_once_with_one_line(tmp_path):
+    """Ctrl-C twice: exit 130 with one line saying nothing was saved since the latest checkpoint (no traceback)."""
+    workdir = str(tmp_path)
+    proc = subprocess.Popen(_train_cmd(workdir, "--config.train.num_epochs=3"), cwd=ROOT, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(os.path.join(workdir, "metrics.jsonl")):
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    assert "stopped at once (Ctrl-C twice)" in err or "Stop requested" in out, out + err
 
 
 def test_eval_mode_reproduces_the_last_test_metrics(reference_run):
@@ -370,6 +390,8 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(reference_run,
     ("--config.train.loss=hinge", "config.train.loss"),
     ("--config.train.num_epochs=0", "config.train.num_epochs"),
     ("--config.train.learning_rate=-1.0", "config.train.learning_rate"),
+    ("--config.train.max_to_keep=0", "config.train.max_to_keep"),  # orbax deleted every checkpoint it wrote
+    ("--config.seed=-1", "config.seed"),  # numpy's 'expected non-negative integer' after the workdir was made
 ])
 def test_bad_train_config_is_named_before_anything_is_written(tmp_path, override, key):
     workdir = str(tmp_path / "run")
@@ -402,6 +424,32 @@ def test_batch_chunks_not_dividing_the_batch_is_logged(caplog):
     with caplog.at_level(std_logging.WARNING):
         training.loop.note_batch_chunks(config, 8)
     assert "batch_chunks" not in caplog.text
+
+
+def test_train_config_counts_are_checked():
+    import ml_collections
+
+    from masnn_jax import train as training
+    from masnn_jax.config import train_defaults
+
+    for key, value in (("eval_every_epochs", -1), ("max_nonfinite_steps", -2), ("num_workers", -1),
+                       ("max_to_keep", 0)):
+        tc = train_defaults()
+        tc[key] = value
+        with pytest.raises(ValueError, match=rf"config\.train\.{key} must be"):
+            training.validate_train_config(tc)
+    training.validate_train_config(train_defaults(eval_every_epochs=0, max_nonfinite_steps=0, num_workers=0))
+    for seed in (-1, 2**32, 1.5, "0", True):
+        with pytest.raises(ValueError, match=r"config\.seed must be an integer in \[0, 2\*\*32\)"):
+            training.validate_seed(ml_collections.ConfigDict({"seed": seed}))
+    training.validate_seed(ml_collections.ConfigDict({"seed": 2**32 - 1}))
+
+
+def test_empty_workdir_flag_is_refused(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--workdir="], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: --workdir is empty"), proc.stderr[-2000:]
 
 
 def test_workdir_lock_refuses_a_second_run(tmp_path):
@@ -442,6 +490,7 @@ def test_workdir_lock_refuses_a_second_run(tmp_path):
     ("--config.foo.bar=1", "--config.foo.bar: unknown config key 'foo'"),
     ("--config=configs/no_such_config.py", "--config=configs/no_such_config.py: no such file"),
     ("--config=README.md", "SyntaxError"),
+    ("--config=", "--config is empty"),  # was ml_collections' OSError traceback
 ])
 def test_bad_config_flag_is_one_line(tmp_path, flag, text):
     workdir = str(tmp_path / "run")

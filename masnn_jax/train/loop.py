@@ -29,7 +29,7 @@ from masnn_jax.train.compile import CompiledStep
 from masnn_jax.train.metrics import MetricWriter
 from masnn_jax.train.workdir import WorkdirInUseError, check_workdir, make_workdir, workdir_lock
 
-__all__ = ["validate_train_config", "Trainer", "train_and_evaluate", "evaluate_checkpoint", "WorkdirInUseError",
+__all__ = ["validate_train_config", "validate_seed", "Trainer", "train_and_evaluate", "evaluate_checkpoint", "WorkdirInUseError",
            "NonFiniteError"]
 
 
@@ -39,19 +39,36 @@ def validate_train_config(tc: ml_collections.ConfigDict) -> None:
     Raises:
       ValueError: naming the key: non-positive ``batch_size``, ``eval_batch_size`` or ``num_epochs``; bad optimiser
         or schedule keys (:func:`masnn_jax.train.optim.validate_optimizer_config`); unknown ``loss``; negative
-        ``checkpoint_every_steps``; bad ``mixup`` keys or mixing with loss 'mse'
+        ``checkpoint_every_steps``; ``max_to_keep`` below 1 (orbax would delete every checkpoint it writes);
+        negative ``eval_every_epochs``, ``max_nonfinite_steps`` or ``num_workers`` (0 means 1 epoch, 10 steps and
+        in-process loading); bad ``mixup`` keys or mixing with loss 'mse'
         (:func:`masnn_jax.train.mixing.mixup_spec_from_config`, naming ``config.train.mixup.<key>``).
     """
-    for key in ("batch_size", "eval_batch_size", "num_epochs"):
-        value = tc.get(key)
+    for key in ("batch_size", "eval_batch_size", "num_epochs", "max_to_keep"):
+        value = tc.get(key, 1)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"config.train.{key} must be a positive integer, got {value!r}")
+    for key in ("eval_every_epochs", "max_nonfinite_steps", "num_workers"):
+        value = tc.get(key, 0)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ValueError(f"config.train.{key} must be an integer >= 0, got {value!r}")
     optim.validate_optimizer_config(tc)
     if tc.get("loss") is not None and tc.get("loss") not in tasks.LOSSES:
         raise ValueError(f"config.train.loss must be one of {tasks.LOSSES}, got {tc.get('loss')!r}")
     if int(tc.get("checkpoint_every_steps", 0) or 0) < 0:
         raise ValueError(f"config.train.checkpoint_every_steps must be >= 0, got {tc.checkpoint_every_steps!r}")
     mixing.mixup_spec_from_config(tc)
+
+
+def validate_seed(config: ml_collections.ConfigDict) -> None:
+    """Checks ``config.seed`` (it seeds the parameters through ``nnx.Rngs`` and the data order through numpy).
+
+    Raises:
+      ValueError: naming ``config.seed``, when it is not an integer in ``[0, 2**32)``.
+    """
+    seed = config.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"config.seed must be an integer in [0, 2**32), got {seed!r}")
 
 
 def note_batch_chunks(config: ml_collections.ConfigDict, n_dev: int) -> None:
@@ -110,6 +127,7 @@ class Trainer:
         self.mesh = mesh_lib.make_mesh(devices)
         n_dev = self.mesh.devices.size
         tc = config.train
+        validate_seed(config)
         validate_train_config(tc)
         for key in ("batch_size", "eval_batch_size"):
             if int(tc[key]) % n_dev:
@@ -165,6 +183,8 @@ class Trainer:
             donate_argnums=(0,)))
         self.eval_step = jax.jit(functools.partial(steps.eval_step, graphdef=self.graphdef_eval, task=self.task))
         self._stop_requested = False
+        self.stop_signal: int | None = None  # the signal that asked to stop (SIGTERM / SIGINT), if any
+        self._saving = self._interrupt_pending = False
 
     # -- data --
 
@@ -249,15 +269,34 @@ class Trainer:
         """Asks the training loop to save a checkpoint and return after the current step (the SIGTERM and SIGINT
         handler). A second SIGINT (Ctrl-C pressed twice) stops at once, without a checkpoint."""
         if self._stop_requested and signum == signal.SIGINT:
+            if self._saving:  # honoured once the checkpoint being written is complete
+                self._interrupt_pending = True
+                return
             raise KeyboardInterrupt
         self._stop_requested = True
+        self.stop_signal = signum
+
+    def save_checkpoint(self, manager) -> None:
+        """:func:`masnn_jax.train.checkpoint.save` with a second Ctrl-C held back until the write has finished (one
+        that lands inside orbax's write leaves its finalize thread failing at exit with a traceback).
+
+        Raises:
+          KeyboardInterrupt: after the write, when Ctrl-C was pressed twice during it.
+        """
+        self._saving = True
+        try:
+            ckpt.save(manager, self)
+        finally:
+            self._saving = False
+        if self._interrupt_pending:
+            raise KeyboardInterrupt
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None, progress_bar: bool = True) -> dict:
     """Trains ``config`` in ``workdir``, resuming from its latest checkpoint; evaluates after every epoch.
 
     Returns the last test metrics (``loss``, ``accuracy``, ``firing_rate``, ...) and ``stopped`` (True when a
-    SIGTERM ended the run early). Writes ``metrics.jsonl``, TensorBoard files and checkpoints under ``workdir``.
+    SIGTERM or Ctrl-C ended the run early, after saving a checkpoint; ``stop_signal`` then holds the signal number). Writes ``metrics.jsonl``, TensorBoard files and checkpoints under ``workdir``.
     Raises:
       ValueError: bad config values (named), or a checkpoint that does not fit the model.
       WorkdirInUseError: another training run is using ``workdir`` (``<workdir>/.lock``).
@@ -365,13 +404,13 @@ def _train_locked(trainer: "Trainer", config: ml_collections.ConfigDict, workdir
                     break
                 if (ckpt_every and trainer.progress.step % ckpt_every == 0
                         and trainer.progress.batch < trainer.steps_per_epoch):  # the epoch's end saves anyway
-                    ckpt.save(manager, trainer)
+                    trainer.save_checkpoint(manager)
             bar.close()
             if trainer._stop_requested:
-                ckpt.save(manager, trainer)
+                trainer.save_checkpoint(manager)
                 print(f"Stop requested (SIGTERM/SIGINT): saved checkpoint at step {trainer.progress.step}; rerun the "
                       "same command to resume.", flush=True)
-                return {"stopped": True, **last_eval}
+                return {"stopped": True, "stop_signal": trainer.stop_signal, **last_eval}
             trainer.progress.epoch += 1
             trainer.progress.batch = 0
             n = sums.pop("n")
@@ -383,7 +422,7 @@ def _train_locked(trainer: "Trainer", config: ml_collections.ConfigDict, workdir
             writer.write({"step": trainer.progress.step, "epoch": epoch + 1, "split": "train",
                           **{k: v / max(n, 1) for k, v in sums.items()}, "nonfinite_steps": nonfinite, "lr": lr,
                           "seconds": seconds})
-            ckpt.save(manager, trainer)  # before evaluating: a failing evaluation never costs the trained epoch
+            trainer.save_checkpoint(manager)  # before evaluating: a failing evaluation never costs the trained epoch
             if _eval_due(tc, epoch + 1):
                 last_eval = _evaluate_epoch(trainer, writer, epoch + 1, lr)
                 train_loss = sums["loss"] / max(n, 1)
