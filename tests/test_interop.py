@@ -599,8 +599,8 @@ def test_masnn_frames_are_the_transposed_official_ones():
     on its own frames (H = x, ``events_timeslices.py``): same outputs when the input's spatial axes are swapped."""
     plan = dict(input_shape=(8, 8, 2), channels=(4, 8), pools=(1, 2), fc=(16,), num_classes=4)
     config = _config("TCSA", 6, plan=plan, dtype="float64")
-    sd = _numpy_sd(config, 5)
     with jax.enable_x64(True):
+        sd = _numpy_sd(config, 5)
         official = interop.from_official_torch(sd, config, frames="official")
         masnn = interop.from_official_torch(sd, config)
         official.eval()
