@@ -38,8 +38,10 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints in <
 _INIT = flags.DEFINE_enum("init", "checkpoint", ["checkpoint", "random"],
                           "Analyse the latest checkpoint, or a random initialisation.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
-_NUM_BATCHES = flags.DEFINE_integer("num_batches", 0, "Test batches for the activity passes (0: all).")
-_GRAD_BATCHES = flags.DEFINE_integer("grad_batches", 2, "Batches for the gradient norms (0: skip them).")
+_NUM_BATCHES = flags.DEFINE_integer("num_batches", 0, "Test batches for the activity passes (0: all).",
+                                     lower_bound=0)
+_GRAD_BATCHES = flags.DEFINE_integer("grad_batches", 2, "Batches for the gradient norms (0: skip them).",
+                                     lower_bound=0)
 _ENERGY = flags.DEFINE_enum("energy", "45nm_fp32", ["45nm_fp32", "45nm_fp16", "45nm_int32", "45nm_int8"],
                             "Energy per operation preset (Horowitz, ISSCC 2014).")
 _BATCH_STATS = flags.DEFINE_enum("batch_norm", "auto", ["auto", "running", "batch"],
@@ -47,9 +49,19 @@ _BATCH_STATS = flags.DEFINE_enum("batch_norm", "auto", ["auto", "running", "batc
                                  "--init=random, running averages for a checkpoint.")
 _BYPASS = flags.DEFINE_bool("bypass", True, "Also run the network with its attention modules bypassed.")
 _FIGURES = flags.DEFINE_bool("figures", True, "Write the PNG figures.")
-_OUT = flags.DEFINE_string("out", None, "Output folder (default <workdir>/analysis).")
-_PROBE = flags.DEFINE_integer("probe_samples", 8, "Samples probed for rasters, traces and attention weights.")
-_NEURONS = flags.DEFINE_integer("raster_neurons", 16, "Most active neurons per layer in the raster.")
+_OUT = flags.DEFINE_string("out", None, "Output folder (default <workdir>/analysis); created if missing.")
+_PROBE = flags.DEFINE_integer("probe_samples", 8, "Samples probed for rasters, traces and attention weights.",
+                              lower_bound=1)
+_NEURONS = flags.DEFINE_integer("raster_neurons", 16, "Most active neurons per layer in the raster.",
+                                lower_bound=1)
+
+
+def _check_out_dir(out_dir: str) -> None:
+    """ValueError naming ``--out`` (or, without it, the default ``<workdir>/analysis``) when ``out_dir`` cannot be a
+    writable output folder: :func:`masnn_jax.train.workdir.check_workdir`'s checks, which write nothing."""
+    from masnn_jax.train.workdir import check_workdir
+
+    check_workdir(out_dir, f"--out {out_dir}" if _OUT.value else f"{out_dir} (the default of --out)")
 
 
 def main(argv):
@@ -67,6 +79,7 @@ def main(argv):
     out_dir = _OUT.value or os.path.join(os.path.abspath(_WORKDIR.value), "analysis")
     config = _CONFIG.value
     try:
+        _check_out_dir(out_dir)  # a file, or an unwritable place: said now, not after loading and running the model
         report = analysis.analyze(
             config, _WORKDIR.value, init=_INIT.value, step=_STEP.value, num_batches=_NUM_BATCHES.value,
             grad_batches=_GRAD_BATCHES.value, energy=_ENERGY.value, batch_stats=batch_stats, bypass=_BYPASS.value,

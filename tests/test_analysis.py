@@ -164,10 +164,8 @@ def test_toy_activity_and_energy_by_hand():
         analysis.get_energy_model("7nm")
 
 
-def test_summary_labels_say_what_is_counted():
-    """The printed table and totals name the counts precisely: 'dense MACs' (one ANN evaluation, the ``macs``
-    field) vs 'ops run' (``sops``) split into 'MACs on non-binary inputs' (``mac_ops``, the honest count) and 'ACs
-    on spikes' (``ac_ops``), the same words in the paper's-count line; no bare 'MACs' / 'MAC ops' label."""
+def _summary_report(figures=()):
+    """A hand-made report with two layers, for :func:`analysis.summary`."""
     layer = dict(name="conv0", neurons=10, firing_rate=0.1, spikes_per_sample=2.0, macs=1000, sops=2000.0,
                  op_kind="MAC", attention_macs=None, attention_mults=None, energy_pj=9200.0)
     layer2 = dict(layer, name="fc1", macs=500, sops=100.0, op_kind="AC", energy_pj=90.0)
@@ -178,8 +176,16 @@ def test_summary_labels_say_what_is_counted():
         source=dict(init="random", checkpoint_step=None, model=dict(attention="no"), batch_norm="batch statistics"),
         dataset=dict(name="toy", samples=4), energy_model=dict(name="45nm_fp32", e_mac_pj=4.6, e_ac_pj=0.9),
         input=dict(firing_rate=0.5), layers=[layer, layer2], totals=totals, bypass_attention=None, gradients=None,
-        notes=[], paper_count=dict(differs=True, totals=dict(mac_ops=1000.0, ac_ops=1100.0, energy_pj=5590.0)))
-    text = analysis.summary(report)
+        notes=[], paper_count=dict(differs=True, totals=dict(mac_ops=1000.0, ac_ops=1100.0, energy_pj=5590.0)),
+        figures=list(figures))
+    return report
+
+
+def test_summary_labels_say_what_is_counted():
+    """The printed table and totals name the counts precisely: 'dense MACs' (one ANN evaluation, the ``macs``
+    field) vs 'ops run' (``sops``) split into 'MACs on non-binary inputs' (``mac_ops``, the honest count) and 'ACs
+    on spikes' (``ac_ops``), the same words in the paper's-count line; no bare 'MACs' / 'MAC ops' label."""
+    text = analysis.summary(_summary_report())
     lines = text.splitlines()
     header = lines[1]
     assert "dense MACs" in header and "ops run" in header
@@ -193,6 +199,27 @@ def test_summary_labels_say_what_is_counted():
     assert "MACs on non-binary inputs 1,000.0 | ACs on spikes 1,100.0" in paper
     assert "honest count (above): MACs on non-binary inputs 2,000.0 | ACs on spikes 100.0" in paper
     assert "MAC ops" not in text and "AC ops" not in text and "SOPs 2" not in text
+
+
+def test_summary_last_line_names_the_files_written(tmp_path):
+    """With ``out_dir`` the summary ends with the report and the figures; without figures (``--figures=false``) no
+    dangling 'and 0 figures: '."""
+    report_path = os.path.join(str(tmp_path), "report.json")
+    last = analysis.summary(_summary_report(), str(tmp_path)).splitlines()[-1]
+    assert last == f"wrote {report_path} (no figures)"
+    last = analysis.summary(_summary_report(["activity.png"]), str(tmp_path)).splitlines()[-1]
+    assert last == f"wrote {report_path} and 1 figure: activity.png"
+    last = analysis.summary(_summary_report(["activity.png", "energy.png"]), str(tmp_path)).splitlines()[-1]
+    assert last == f"wrote {report_path} and 2 figures: activity.png, energy.png"
+    assert "wrote" not in analysis.summary(_summary_report())  # no out_dir: no such line
+
+
+@pytest.mark.parametrize("key", ["probe_samples", "raster_neurons"])
+def test_analyze_refuses_fewer_than_one_probe_sample_or_neuron(tmp_path, key):
+    """The Python API checks them first: a ValueError naming the argument, before any model is built or loaded."""
+    with pytest.raises(ValueError, match=f"{key} must be >= 1, got 0"):
+        analysis.analyze(toy_config(), str(tmp_path / "run"), init="random", **{key: 0})
+    assert not os.path.exists(tmp_path / "run")  # nothing written
 
 
 def test_toy_activity_is_batching_independent():
@@ -547,3 +574,67 @@ def test_command_random_init_and_missing_checkpoint(tmp_path, trained_run, cache
     assert report["source"]["checkpoint_step"] is None
     assert report["dataset"]["samples"] == DIGITS_EVAL_BATCH and report["totals"]["network_firing_rate"] > 0
     assert report["gradients"] is None and report["bypass_attention"] is None
+    last = proc.stdout.rstrip().splitlines()[-1]  # --figures=false: no dangling 'and 0 figures: '
+    assert last == f"wrote {os.path.join(workdir, 'analysis', 'report.json')} (no figures)", last
+
+
+def _assert_one_line_error(proc, *fragments):
+    """A refused command: exit 1, no traceback, one message (absl's flag errors add their 'Pass --helpshort' hint)
+    holding every fragment."""
+    assert proc.returncode == 1, (proc.returncode, proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("Pass --help")]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+@pytest.mark.parametrize("flag, value, bound", [
+    ("probe_samples", 0, "positive"), ("raster_neurons", 0, "positive"),
+    ("num_batches", -1, "non-negative"), ("grad_batches", -1, "non-negative"),
+])
+def test_command_refuses_out_of_range_counts(tmp_path, cache_dir, flag, value, bound):
+    """--probe_samples / --raster_neurons < 1 (ZeroDivisionError deep in JAX before) and --num_batches /
+    --grad_batches < 0 (accepted silently before) are refused while the flags are parsed: one line naming the
+    flag, nothing built or written."""
+    workdir = tmp_path / "run"
+    proc = _run(["-m", "masnn_jax.analyze", *TINY, f"--workdir={workdir}", "--init=random", "--num_batches=1",
+                 "--grad_batches=0", "--bypass=false", f"--{flag}={value}"], cache_dir)
+    _assert_one_line_error(proc, f"--{flag}={value}", f"{bound} integer")
+    assert not workdir.exists()
+
+
+def test_command_out_must_be_a_writable_folder(tmp_path, cache_dir):
+    """--out that is a file, lies under a file, or is not writable: one 'error:' line naming --out and the path,
+    before any model is built (nothing written, not even <workdir>)."""
+    workdir = tmp_path / "run"
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    args = ["-m", "masnn_jax.analyze", *TINY, f"--workdir={workdir}", "--init=random", "--num_batches=1",
+            "--grad_batches=0", "--bypass=false"]
+    proc = _run([*args, f"--out={a_file}"], cache_dir)
+    _assert_one_line_error(proc, "error: ", f"--out {a_file}", "is a file, not a folder")
+    proc = _run([*args, f"--out={a_file / 'sub'}"], cache_dir)
+    _assert_one_line_error(proc, "error: ", f"--out {a_file / 'sub'}", f"cannot be created, {a_file} is a file")
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        try:
+            proc = _run([*args, f"--out={locked}"], cache_dir)
+            _assert_one_line_error(proc, "error: ", f"--out {locked}", "not writable")
+        finally:
+            locked.chmod(0o700)
+    assert not workdir.exists() and a_file.read_text() == "not a folder"
+
+
+def test_command_missing_step_lists_the_available_ones(trained_run, cache_dir):
+    """--step that the workdir does not hold: one line naming the step and listing the steps there, worded as
+    train.py --mode=eval --step words it (masnn_jax.train.checkpoint.restore_state), not 'no checkpoint ... Train
+    first'."""
+    ckpt_dir = os.path.join(trained_run, "checkpoints")
+    steps = sorted(int(name) for name in os.listdir(ckpt_dir) if name.isdigit())
+    assert steps
+    proc = _run(["-m", "masnn_jax.analyze", *TINY, f"--workdir={trained_run}", "--step=999"], cache_dir)
+    _assert_one_line_error(proc, f"error: no checkpoint for step 999 in {ckpt_dir}; available steps: {steps}")
+    assert "Train first" not in proc.stderr

@@ -32,6 +32,7 @@ from masnn_jax.analysis import probe as probe_lib
 from masnn_jax.nn.attention import MultiDimensionalAttention
 from masnn_jax.nn.layers import SpikingNeuron
 from masnn_jax.train import load_model, task_from_config
+from masnn_jax.train.checkpoint import checkpoint_manager
 
 __all__ = ["load_for_analysis", "analyze", "summary", "REPORT_NAME"]
 
@@ -47,7 +48,9 @@ def load_for_analysis(
       init: 'checkpoint' (latest, or ``step``, of ``<workdir>/checkpoints`` via
         :func:`masnn_jax.train.load_model`) or 'random' (``models.build`` with ``config.seed``).
     Raises:
-      FileNotFoundError: no checkpoint (the message names the path and the ``--init=random`` alternative).
+      FileNotFoundError: no checkpoint (the message names the path and the ``--init=random`` alternative); no
+        checkpoint for ``step`` in a folder that holds others (the message, as ``train.py --mode=eval --step``
+        words it, lists the available steps).
       ValueError: unknown ``init``; a checkpoint that does not fit the model of ``config``.
     """
     if init == "random":
@@ -60,11 +63,35 @@ def load_for_analysis(
     try:
         return load_model(config, workdir, step=step)
     except FileNotFoundError as e:
+        if step is not None and _checkpoint_steps(workdir):
+            raise  # restore_state's "no checkpoint for step S in <dir>; available steps: [...]"
         raise FileNotFoundError(
             f"no checkpoint to analyse in {ckpt_dir} ({'empty' if os.path.isdir(ckpt_dir) else 'missing'}). "
             f"Train first (python train.py --config=... --workdir={workdir}) or pass --init=random to analyse a "
             f"randomly initialised network."
         ) from e
+
+
+def _checkpoint_steps(workdir: str) -> list[int]:
+    """The checkpoint steps in ``<workdir>/checkpoints`` ([] when there is no such folder)."""
+    if not os.path.isdir(os.path.join(os.path.abspath(workdir), "checkpoints")):
+        return []
+    manager = checkpoint_manager(workdir, 3, create=False)
+    try:
+        return sorted(manager.all_steps())
+    finally:
+        manager.close()
+
+
+def _make_out_dir(out_dir: str) -> None:
+    """``os.makedirs(out_dir, exist_ok=True)``; ValueError naming ``out_dir`` (a file in the way, no permission)."""
+    from masnn_jax.train.workdir import check_workdir
+
+    check_workdir(out_dir, f"output folder {out_dir}")  # a file in the way, no write permission
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:  # e.g. a read-only file system
+        raise ValueError(f"output folder {out_dir}: cannot be created ({e.strerror or e})") from None
 
 
 def _param_count(module, lead: int = 0) -> int:
@@ -161,8 +188,9 @@ def analyze(
         for a checkpoint (running averages, as ``train.py`` evaluates).
       bypass: also run the network with every attention module bypassed (when it has any).
       figures: write the PNG figures.
-      out_dir: where to write (default ``<workdir>/analysis``).
-      probe_samples, raster_neurons: samples probed for rasters / traces / attention weights, neurons per raster.
+      out_dir: where to write (default ``<workdir>/analysis``; created if missing).
+      probe_samples, raster_neurons: samples probed for rasters / traces / attention weights, neurons per raster
+        (both >= 1).
       model: analyse this model instead of loading one (it is left in eval mode).
     Returns:
       the report (also written to ``<out_dir>/report.json``): ``layers`` (per layer: ``name, neurons,
@@ -172,8 +200,13 @@ def analyze(
       ``energy_report(convention='paper')``, and ``differs``: whether any op is counted differently),
       ``bypass_attention``, ``gradients``, ``figures``, ``energy_model``, ``dataset``, ``source``.
     Raises:
-      FileNotFoundError: no checkpoint with ``init='checkpoint'``. ValueError: bad config or arguments.
+      FileNotFoundError: no checkpoint (or none for ``step``) with ``init='checkpoint'``. ValueError: bad config or
+        arguments (``probe_samples`` or ``raster_neurons`` < 1, checked before loading anything), an ``out_dir``
+        that cannot be created or written.
     """
+    for name, value in (("probe_samples", probe_samples), ("raster_neurons", raster_neurons)):
+        if int(value) < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
     meta = None
     if model is None:
         model, meta = load_for_analysis(config, workdir, init=init, step=step)
@@ -182,7 +215,7 @@ def analyze(
     if batch_stats is None:
         batch_stats = init == "random"
     out_dir = out_dir or os.path.join(os.path.abspath(workdir), "analysis")
-    os.makedirs(out_dir, exist_ok=True)
+    _make_out_dir(out_dir)
 
     dataset = data_lib.build(config.data, "test")
     notes = []
@@ -357,7 +390,8 @@ def _num(v, spec: str) -> str:
 
 
 def summary(report: dict[str, Any], out_dir: str | None = None) -> str:
-    """A short text summary of a report (one line per layer, totals, the bypass comparison, gradient ratios)."""
+    """A short text summary of a report (one line per layer, totals, the bypass comparison, gradient ratios); with
+    ``out_dir``, a last line naming the report and the figures written there ("(no figures)" when there are none)."""
     src, em, t = report["source"], report["energy_model"], report["totals"]
     step = f", step {src['checkpoint_step']}" if src["checkpoint_step"] is not None else ""
     wn = max([7] + [len(str(l["name"])) + 1 for l in report["layers"]])  # name column (long block names)
@@ -408,6 +442,8 @@ def summary(report: dict[str, Any], out_dir: str | None = None) -> str:
     for note in report.get("notes", []):
         lines.append(f"note: {note}")
     if out_dir:
-        lines.append(f"wrote {os.path.join(out_dir, REPORT_NAME)} and {len(report['figures'])} figures: "
-                     f"{', '.join(report['figures'])}")
+        figs = report.get("figures") or []
+        listed = (f" and {len(figs)} figure{'s' if len(figs) > 1 else ''}: {', '.join(figs)}" if figs
+                  else " (no figures)")
+        lines.append(f"wrote {os.path.join(out_dir, REPORT_NAME)}{listed}")
     return "\n".join(lines)

@@ -15,28 +15,32 @@ class WorkdirInUseError(RuntimeError):
     """Another training run holds ``<workdir>/.lock``: two runs must not write one workdir's checkpoints."""
 
 
-def check_workdir(workdir: str) -> None:
+def check_workdir(workdir: str, name: str | None = None) -> None:
     """Checks, without writing anything, that a training run can create and write ``workdir``: it is a folder (or
     does not exist yet) and the folder it is in, or its nearest existing ancestor, is writable. Run before the
     minutes of building data and compiling.
 
+    Args:
+      workdir: the folder. name: how messages name it (default ``--workdir <workdir>``; the analysis CLI passes
+        ``--out <dir>``).
     Raises:
       ValueError: naming ``workdir`` and what is wrong (a file, a file among its parents, no write permission).
     """
+    name = name or f"--workdir {workdir}"
     path = os.path.abspath(workdir)
     if os.path.exists(path):
         if not os.path.isdir(path):
-            raise ValueError(f"--workdir {workdir}: is a file, not a folder")
+            raise ValueError(f"{name}: is a file, not a folder")
         if not os.access(path, os.W_OK | os.X_OK):
-            raise ValueError(f"--workdir {workdir}: the folder is not writable")
+            raise ValueError(f"{name}: the folder is not writable")
         return
     parent = os.path.dirname(path)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
-        raise ValueError(f"--workdir {workdir}: cannot be created, {parent} is a file")
+        raise ValueError(f"{name}: cannot be created, {parent} is a file")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"--workdir {workdir}: cannot be created, {parent} is not writable")
+        raise ValueError(f"{name}: cannot be created, {parent} is not writable")
 
 
 def make_workdir(workdir: str) -> None:
