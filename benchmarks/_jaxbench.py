@@ -1,31 +1,111 @@
-"""Shared helpers of the masnn-jax benchmarks: the real training step on synthetic data, timing, memory, FLOPs.
+"""Shared helpers of the masnn-jax benchmarks: flag checks, the real training step on synthetic data, timing,
+memory, FLOPs.
 
-Not a library module: the benchmark scripts import it from their own folder.
+Not a library module: the benchmark scripts import it from their own folder. Importing it is cheap (the standard
+library only; jax, flax and ``masnn_jax`` are imported inside the functions that need them), so a script can check
+its flags with it before it imports jax.
+
+Flag checks: every benchmark refuses a bad flag with one ``error: ...`` line on stderr that names the flag, and exit
+status 2 (argparse's status for a usage error), before it imports jax, compiles anything or starts a child process:
+:class:`ArgumentParser` (argparse's own errors as that one line), :func:`positive_ints` (comma lists),
+:func:`check_at_least` (numeric lower bounds), :func:`parse_args` (``--quick`` without overriding the user's flags),
+:func:`check_threads`, :func:`parse_set` and :func:`check_model_config`, all through :func:`fail`.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
 import statistics
 import sys
 import time
+from typing import NoReturn
 
 # Make `masnn_jax` importable when run from a checkout without installation.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+# --------------------------------------------------------------------------------------------------- flag checks
+
+
+def fail(message: str) -> NoReturn:
+    """Stops the script: one ``error: <message>`` line on stderr, exit status 2 (a usage error, as argparse's)."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose usage errors (a value its ``type`` refuses, an unknown flag, a bad choice)
+    are one ``error: argument --FLAG: ...`` line with exit status 2 (:func:`fail`) instead of the usage block and a
+    ``prog: error:`` line; ``--help`` is unchanged."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(f"{message} (see --help)")
+
+
+def positive_ints(text: str) -> list[int]:
+    """An argparse ``type`` for a comma list of integers >= 1: ``'8,16,30'`` -> ``[8, 16, 30]``; blank items are
+    skipped, so ``''`` is ``[]`` (where a script documents that as 'skip').
+
+    Raises:
+      argparse.ArgumentTypeError: an item that is not an integer >= 1 (argparse adds the flag's name).
+    """
+    values = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        try:
+            value = int(item)
+        except ValueError:
+            value = None
+        if value is None or value < 1:
+            which = f" ({item.strip()!r} is not one)" if item.strip() != text.strip() else ""
+            raise argparse.ArgumentTypeError(f"expects a comma list of integers >= 1, got {text!r}{which}")
+        values.append(value)
+    return values
+
+
+def check_at_least(args, **minimums) -> None:
+    """Refuses, in one :func:`fail` line naming every offending flag, each ``args.<dest>`` below ``minimums[dest]``
+    (``dest`` as argparse spells it: ``conv_batch`` is ``--conv-batch``); a value None (flag not given, default
+    None) is not checked.
+
+    Raises:
+      SystemExit(2): e.g. ``error: --T must be >= 1, got 0`` or ``error: must be >= 1: --T 0, --steps -1``.
+    """
+    bad: dict = {}
+    for dest, minimum in minimums.items():
+        value = getattr(args, dest)
+        if value is not None and value < minimum:
+            bad.setdefault(minimum, []).append((f"--{dest.replace('_', '-')}", value))
+    if bad:
+        fail("; ".join(f"{flags[0][0]} must be >= {minimum}, got {flags[0][1]}" if len(flags) == 1 else
+                       f"must be >= {minimum}: {', '.join(f'{flag} {value}' for flag, value in flags)}"
+                       for minimum, flags in bad.items()))
+
+
+def parse_args(parser: argparse.ArgumentParser, argv=None, quick: dict | None = None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``; when ``--quick`` is given, the values in ``quick`` (dest -> value) replace the
+    *defaults*, so a flag the user gave explicitly keeps its value (``--quick --T 3`` runs T 3, and
+    ``--quick --T 0`` is refused by the script's checks instead of silently replaced)."""
+    args = parser.parse_args(argv)
+    if quick and getattr(args, "quick", False):
+        parser.set_defaults(**quick)
+        args = parser.parse_args(argv)
+    return args
 
 
 def check_threads(n: int | None) -> list[int]:
     """The cores this process may run on, after checking that ``--threads n`` fits them.
 
     Raises:
-      SystemExit: ``n`` is negative or more than those cores (names ``--threads``).
+      SystemExit(2): ``n`` is negative or more than those cores (one line naming ``--threads``).
     """
     allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     if n is not None and (n < 0 or n > len(allowed)):
-        raise SystemExit(f"error: --threads must be between 0 (all cores) and {len(allowed)} (the cores this process "
-                         f"may use), got {n}")
+        fail(f"--threads must be between 0 (all cores) and {len(allowed)} (the cores this process may use), got {n}")
     return allowed
 
 
@@ -35,7 +115,7 @@ def set_threads(n: int | None) -> None:
     limit is set as CPU affinity (the first ``n`` allowed cores) plus ``OMP_NUM_THREADS``. ``None`` or 0: all cores.
 
     Raises:
-      SystemExit: ``n`` is negative or more than the cores this process may use (names ``--threads``).
+      SystemExit(2): ``n`` is negative or more than the cores this process may use (names ``--threads``).
     """
     allowed = check_threads(n)
     if not n:
@@ -72,9 +152,9 @@ def parse_set(items) -> dict:
     for item in items or []:
         key, eq, value = item.partition("=")
         if not eq or not key:
-            raise SystemExit(f"error: --jax-set expects KEY=VALUE (a config.model key), got {item!r}")
+            fail(f"--jax-set expects KEY=VALUE (a config.model key), got {item!r}")
         if key in ("T", "attention", "dtype"):
-            raise SystemExit(f"error: --jax-set {key}=...: use the script's --{key} flag (it sets both frameworks)")
+            fail(f"--jax-set {key}=...: use the script's --{key} flag (it sets both frameworks)")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -83,8 +163,9 @@ def parse_set(items) -> dict:
 
 
 def check_model_config(cfg: dict) -> None:
-    """Builds ``cfg`` abstractly (``nnx.eval_shape``: no parameters allocated) so that a bad ``--jax-set`` is reported
-    by the parent process as one line, before any child starts.
+    """Builds ``cfg`` abstractly (``nnx.eval_shape``: no parameters allocated) so that a bad ``--jax-set`` (or a flag
+    that becomes a ``config.model`` value) is reported by the parent process as one line, before any child starts
+    or anything compiles.
 
     Raises:
       SystemExit(2): the library's ValueError message (it names the ``config.model`` key).
@@ -96,7 +177,7 @@ def check_model_config(cfg: dict) -> None:
     try:
         nnx.eval_shape(lambda: models.build(cfg, rngs=nnx.Rngs(0)))
     except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+        fail(str(e))
 
 
 def execution_options(cfg: dict) -> dict:

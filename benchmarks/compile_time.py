@@ -36,11 +36,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import _jaxbench as jb  # noqa: E402  (the standard library only: import_s below still times jax + masnn_jax)
+
 
 def run_child(args) -> dict:
     t0 = time.perf_counter()
-    import _jaxbench as jb
-
     jb.set_threads(args.threads)
     import jax
 
@@ -77,7 +77,7 @@ def _cache_files(path: str) -> int:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = jb.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--T", type=int, default=16)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--attention", default="TCSA")
@@ -86,17 +86,23 @@ def main(argv=None):
     p.add_argument("--cache-dir", default="", help="cache folder (default: a fresh temporary one, removed after)")
     p.add_argument("--jax-set", action="append", default=[], metavar="KEY=VALUE", help="config.model override")
     p.add_argument("--timeout", type=float, default=1800, help="seconds allowed per child")
-    p.add_argument("--quick", action="store_true", help="T=min(T, 4), batch 2")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke-test defaults: T 4, batch 2 (flags given explicitly keep their values)")
     p.add_argument("--child-run", type=int, default=0, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.quick:
-        args.T, args.batch = min(args.T, 4), min(args.batch, 2)
+    args = jb.parse_args(p, argv, quick=dict(T=4, batch=2))
+    jb.check_at_least(args, T=1, batch=1)  # the user's values, --quick or not
+    if args.timeout <= 0:
+        jb.fail(f"--timeout must be > 0 seconds, got {args.timeout}")
     if args.child_run:
         print(json.dumps(run_child(args)), flush=True)
         return
-    import _jaxbench as jb
-
-    jb.parse_set(args.jax_set)  # a bad item is one error line here
+    jb.check_threads(args.threads)
+    if args.cache_dir and os.path.exists(args.cache_dir) and not os.path.isdir(args.cache_dir):
+        jb.fail(f"--cache-dir {args.cache_dir!r} is a file, not a folder")
+    # a bad --jax-set (or --attention, --dtype) is one line here, not a traceback from the first child
+    dtype = None if args.dtype == "float32" else args.dtype
+    jb.check_model_config(jb.gesture_model_config(args.T, attention=args.attention, dtype=dtype,
+                                                  **jb.parse_set(args.jax_set)))
     tmp = None
     cache = args.cache_dir
     if not cache:

@@ -16,7 +16,6 @@ Usage: ``python benchmarks/event_loader.py [--files 20 --events 1000000 --window
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -28,6 +27,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _jaxbench as jb  # noqa: E402  (the standard library only: the shared flag checks)
 
 
 def write_dataset(root: str, files: int, events: int, windows: int, seed: int = 0) -> None:
@@ -79,16 +81,19 @@ def measure(root: str, cache_mb: float, epochs: int, batch: int) -> dict:
     return out
 
 
-def main() -> None:
+def main(argv=None) -> None:
     """Writes the dataset, measures before / after, prints the JSON."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--files", type=int, default=20)
-    ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--windows", type=int, default=12)
-    ap.add_argument("--epochs", type=int, default=2)
+    ap = jb.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--files", type=int, default=20, help="recordings to write (>= 1)")
+    ap.add_argument("--events", type=int, default=1_000_000, help="events per recording (>= 1)")
+    ap.add_argument("--windows", type=int, default=12, help="label windows (6 s each) per recording (>= 1)")
+    ap.add_argument("--epochs", type=int, default=2, help="timed epochs per setting (>= 1)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--dir", default=None, help="where to write the data (default: a temporary folder, removed)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    jb.check_at_least(args, files=1, events=1, windows=1, epochs=1, batch=1)
+    if args.dir is not None and os.path.exists(args.dir) and not os.path.isdir(args.dir):
+        jb.fail(f"--dir {args.dir!r} is a file, not a folder")
     root = args.dir or tempfile.mkdtemp(prefix="event_loader_")
     try:
         t0 = time.perf_counter()

@@ -24,7 +24,6 @@ installed.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
@@ -36,9 +35,14 @@ import types
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import _jaxbench as jb  # noqa: E402  (the standard library only: flags are checked before jax is imported)
 
 DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 104: (3, 8, 32, 8)}
 WIDTHS = (64, 128, 256, 512)
+DTYPES = ("float32", "bfloat16", "float16")  # config.model.dtype values; torch runs AMP (fp16) for the reduced ones
+FRAMEWORKS = ("jax", "torch")
 
 # config.train of configs/imagenet_att_res_snn*.py (the official recipe), as a plain mapping
 RECIPE = dict(
@@ -368,25 +372,28 @@ def bench_torch(depth: int, T: int, batch: int, size: int, dtype: str, steps_n: 
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
-    strs = lambda s: [x for x in s.split(",") if x]  # noqa: E731
-    p.add_argument("--depths", type=ints, default=[18, 34, 104])
-    p.add_argument("--T", type=ints, default=[1, 4])
+    p = jb.ArgumentParser(description=__doc__.split("\n")[0])
+    strs = lambda s: [x.strip() for x in s.split(",") if x.strip()]  # noqa: E731
+    p.add_argument("--depths", type=jb.positive_ints, default=[18, 34, 104], help="comma list of 18, 34, 104")
+    p.add_argument("--T", type=jb.positive_ints, default=[1, 4], help="comma list of integers >= 1")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--eval-batch", type=int, default=None, help="evaluation batch (default: --batch)")
     p.add_argument("--no-eval", action="store_true", help="time training only")
-    p.add_argument("--size", type=int, default=224)
-    p.add_argument("--dtypes", type=strs, default=["float32", "bfloat16"])
+    p.add_argument("--size", type=int, default=224, help="image side (a multiple of 32)")
+    p.add_argument("--dtypes", type=strs, default=["float32", "bfloat16"], help="comma list of " + ", ".join(DTYPES))
     p.add_argument("--frameworks", type=strs, default=["jax", "torch"])
-    p.add_argument("--steps", type=int, default=10, help="timed steps after the first")
+    p.add_argument("--steps", type=int, default=10, help="timed steps after the first (>= 1)")
     args = p.parse_args(argv)
-    for d in args.depths:
-        if d not in DEPTHS:
-            p.error(f"--depths: {d} is not one of {sorted(DEPTHS)}")
-    for f in args.frameworks:
-        if f not in ("jax", "torch"):
-            p.error(f"--frameworks: {f!r} is not jax or torch")
+    jb.check_at_least(args, batch=1, eval_batch=1, size=32, steps=1)
+    if args.size % 32:
+        jb.fail(f"--size must be a multiple of 32 (the net halves it 5 times), got {args.size}")
+    for flag, values, allowed in (("--depths", args.depths, sorted(DEPTHS)), ("--T", args.T, None),
+                                  ("--dtypes", args.dtypes, DTYPES), ("--frameworks", args.frameworks, FRAMEWORKS)):
+        if not values:
+            jb.fail(f"{flag} is empty: nothing to run")
+        for v in values:
+            if allowed is not None and v not in allowed:
+                jb.fail(f"{flag}: {v!r} is not one of {', '.join(map(str, allowed))}")
     eval_batch = None if args.no_eval else (args.eval_batch or args.batch)
     for depth in args.depths:
         for T in args.T:

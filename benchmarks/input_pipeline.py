@@ -21,7 +21,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -32,6 +31,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import _jaxbench as jb  # noqa: E402  (the standard library only: the shared flag checks)
 
 
 def write_synthetic_folder(root: str, n: int, seed: int = 0) -> str:
@@ -72,18 +74,18 @@ def _time_passes(fn, n: int, repeats: int) -> list[float]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = jb.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=200, help="synthetic JPEGs to write (500x375)")
     p.add_argument("--repeats", type=int, default=3, help="timed passes (median reported)")
-    p.add_argument("--loader-workers", type=int, default=0, help="also time make_loader with N grain workers")
-    p.add_argument("--quick", action="store_true", help="24 images, 1 repeat")
+    p.add_argument("--loader-workers", type=int, default=0,
+                   help="also time make_loader with N grain workers (0: do not time the loader)")
+    p.add_argument("--quick", action="store_true",
+                   help="small defaults: 24 images, 1 repeat (flags given explicitly keep their values)")
     p.add_argument("--dir", default=None, help="use/keep this folder instead of a temporary one")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.images, args.repeats = 24, 1
-    if args.images <= 0 or args.repeats <= 0 or args.loader_workers < 0:
-        print("error: --images and --repeats must be positive, --loader-workers non-negative", file=sys.stderr)
-        return 2
+    args = jb.parse_args(p, argv, quick=dict(images=24, repeats=1))
+    jb.check_at_least(args, images=1, repeats=1, loader_workers=0)  # the user's values, --quick or not
+    if args.dir is not None and os.path.exists(args.dir) and not os.path.isdir(args.dir):
+        jb.fail(f"--dir {args.dir!r} is a file, not a folder")
 
     import PIL
 

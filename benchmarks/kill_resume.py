@@ -29,7 +29,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -45,6 +44,9 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import _jaxbench as jb  # noqa: E402  (the standard library only: the shared flag checks)
 
 TINY = ["--config.model.T=4", "--config.model.t_ratio=2", "--config.model.c_ratio=2", "--config.model.channels=(8,)",
         "--config.model.pools=(2,)", "--config.model.fc=(16,)", "--config.train.batch_size=64",
@@ -161,20 +163,18 @@ def _final_state(workdir: str, epochs: int, every: int):
     return meta["step"], [np.asarray(x) for x in jax.tree_util.tree_leaves(nnx.state(model))]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv=None) -> int:
+    parser = jb.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--checkpoint-every", type=int, default=3)
     parser.add_argument("--restore-kills", type=int, default=0, help="extra kills while a process starts/restores")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", default=None, help="keep the two workdirs under this folder")
-    args = parser.parse_args()
-    for name in ("kills", "epochs", "checkpoint_every"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.restore_kills < 0:
-        parser.error(f"--restore-kills must be >= 0, got {args.restore_kills}")
+    args = parser.parse_args(argv)
+    jb.check_at_least(args, kills=1, epochs=1, checkpoint_every=1, restore_kills=0)
+    if args.keep is not None and os.path.exists(args.keep) and not os.path.isdir(args.keep):
+        jb.fail(f"--keep {args.keep!r} is a file, not a folder")
 
     base = args.keep or tempfile.mkdtemp(prefix="masnn_kill_resume_")
     os.makedirs(base, exist_ok=True)

@@ -112,16 +112,16 @@ def torch_rows(args):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--matmul", type=int, default=2048)
-    p.add_argument("--conv-batch", type=int, default=256)
-    p.add_argument("--repeats", type=int, default=5)
+    p = jb.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--matmul", type=int, default=2048, help="square matmul size n (n x n @ n x n)")
+    p.add_argument("--conv-batch", type=int, default=256, help="batch of the 3x3 conv")
+    p.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (median reported)")
     p.add_argument("--threads", type=int, default=2, help="XLA CPU / torch threads (0: all cores)")
     p.add_argument("--no-torch", action="store_true")
-    p.add_argument("--quick", action="store_true", help="matmul 256, conv batch 4, 2 repeats")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.matmul, args.conv_batch, args.repeats = 256, 4, 2
+    p.add_argument("--quick", action="store_true",
+                   help="tiny defaults: matmul 256, conv batch 4, 2 repeats (flags given explicitly keep their values)")
+    args = jb.parse_args(p, argv, quick=dict(matmul=256, conv_batch=4, repeats=2))
+    jb.check_at_least(args, matmul=1, conv_batch=1, repeats=1)  # the user's values, --quick or not
     jb.set_threads(args.threads)
     jax_rows(args)
     if not args.no_torch:

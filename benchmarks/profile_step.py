@@ -25,7 +25,7 @@ Usage::
     python benchmarks/profile_step.py                 # T 16, batch 16, TCSA, library defaults
     python benchmarks/profile_step.py --T 60 --top 30
     python benchmarks/profile_step.py --jax-set batch_chunks=1
-    python benchmarks/profile_step.py --quick         # T 3, batch 2 (smoke test)
+    python benchmarks/profile_step.py --quick         # T 3, batch 2, 1 warm-up step (smoke test)
 
 Like the other benchmarks it sets ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (re-executing itself once, since glibc
 reads it at start-up) unless ``--no-hugetlb``: without it fresh buffers cost page faults that dominate the
@@ -149,7 +149,7 @@ def summarize(intervals: dict[str, list], hlo_text: str = "", top: int = 20) -> 
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = jb.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--T", type=int, default=16)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--attention", default="TCSA")
@@ -160,25 +160,24 @@ def main(argv=None):
     p.add_argument("--jax-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config.model key (e.g. batch_chunks=1); repeatable")
     p.add_argument("--no-hugetlb", action="store_true", help="do not set GLIBC_TUNABLES=glibc.malloc.hugetlb=1")
-    p.add_argument("--quick", action="store_true", help="T=3, batch 2, one warm-up step (smoke test)")
-    args = p.parse_args(argv)
-    bad = [f"--{name} {getattr(args, name)}" for name in ("T", "batch", "warmup", "top") if getattr(args, name) < 1]
-    if bad:
-        p.error(f"must be >= 1: {', '.join(bad)}")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke-test defaults: T 3, batch 2, one warm-up step (flags given explicitly keep their "
+                        "values)")
+    args = jb.parse_args(p, argv, quick=dict(T=3, batch=2, warmup=1))
+    jb.check_at_least(args, T=1, batch=1, warmup=1, top=1)  # the user's values, --quick or not
+    jb.check_threads(args.threads)
     if args.trace_dir and os.path.exists(args.trace_dir) and not os.path.isdir(args.trace_dir):
-        p.error(f"--trace-dir {args.trace_dir!r} is a file, not a folder")
+        jb.fail(f"--trace-dir {args.trace_dir!r} is a file, not a folder")
     if args.trace_dir:
         try:  # checked before minutes of compiling and warm-up
             os.makedirs(args.trace_dir, exist_ok=True)
             probe = tempfile.NamedTemporaryFile(dir=args.trace_dir, prefix=".masnn_write_test_")
             probe.close()
         except OSError as e:
-            p.error(f"--trace-dir {args.trace_dir!r} is not a writable folder: {e.strerror or e}")
+            jb.fail(f"--trace-dir {args.trace_dir!r} is not a writable folder: {e.strerror or e}")
     if not args.no_hugetlb and HUGETLB not in os.environ.get("GLIBC_TUNABLES", ""):
         env = dict(os.environ, GLIBC_TUNABLES=":".join(filter(None, [os.environ.get("GLIBC_TUNABLES"), HUGETLB])))
         os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *(argv or sys.argv[1:])], env)
-    if args.quick:
-        args.T, args.batch, args.warmup = min(args.T, 3), 2, 1
     overrides = jb.parse_set(args.jax_set)
     jb.set_threads(args.threads)
     import jax

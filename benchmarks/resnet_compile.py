@@ -13,28 +13,37 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
+import os
 import platform
+import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import ml_collections
-from flax import nnx
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from masnn_jax import models
-from masnn_jax.config import train_defaults
-from masnn_jax.train import optim, steps, tasks
+import _jaxbench as jb  # noqa: E402  (the standard library only: flags are checked before jax is imported)
+
+
+def model_config(depth: int, T: int, size: int, scan_blocks: bool, conv_impl: str = "auto", unroll: int = 1) -> dict:
+    """``config.model`` of the Att-Res-SNN whose train step is compiled."""
+    return dict(name="att_res_snn", depth=depth, T=T, input_shape=(size, size, 3), num_classes=1000,
+                attention="CSA", scan_blocks=scan_blocks, conv_impl=conv_impl, unroll=unroll)
 
 
 def compile_step(depth: int, T: int, batch: int, size: int, scan_blocks: bool, conv_impl: str = "auto",
                  unroll: int = 1) -> dict:
     """Lowers and compiles one train step; returns seconds (build, lower, compile) and memory_analysis bytes."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from masnn_jax import models
+    from masnn_jax.config import train_defaults
+    from masnn_jax.train import optim, steps, tasks
+
     t0 = time.perf_counter()
-    cfg = dict(name="att_res_snn", depth=depth, T=T, input_shape=(size, size, 3), num_classes=1000,
-               attention="CSA", scan_blocks=scan_blocks, conv_impl=conv_impl, unroll=unroll)
+    cfg = model_config(depth, T, size, scan_blocks, conv_impl, unroll)
     model = nnx.eval_shape(lambda: models.build(cfg, rngs=nnx.Rngs(0)))
     tc = train_defaults(optimizer="sgd", learning_rate=0.6, momentum=0.9, weight_decay=1e-5,
                         schedule="torch_cosine", num_epochs=150, loss="cross_entropy", label_smoothing=0.1)
@@ -61,24 +70,36 @@ def compile_step(depth: int, T: int, batch: int, size: int, scan_blocks: bool, c
 
 def _abstract_state(model, tx):
     """``steps.init_state`` on an abstract model: ``(graphdef, {'params', 'rest', 'opt_state'})`` of shapes."""
+    import jax
+    from flax import nnx
+
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     opt_state = jax.eval_shape(tx.init, params)
     return graphdef, {"params": params, "rest": rest, "opt_state": opt_state}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--depths", default="18,34,104")
-    p.add_argument("--T", default="1,4", help="time steps for the memory analysis of the deepest depth")
+def main(argv=None) -> None:
+    p = jb.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--depths", type=jb.positive_ints, default="18,34,104", help="comma list of 18, 34, 104")
+    p.add_argument("--T", type=jb.positive_ints, default="1,4",
+                   help="time steps for the memory analysis of the deepest depth (comma list of integers >= 1)")
     p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--size", type=int, default=224, help="image side (a multiple of 32)")
     p.add_argument("--no-scan", action="store_true", help="run stacked blocks in a Python loop")
     p.add_argument("--conv-impl", default="auto", choices=("auto", "xla", "im2col"))
-    p.add_argument("--unroll", type=int, default=1, help="neuron time-loop unroll")
-    a = p.parse_args()
-    depths = [int(d) for d in a.depths.split(",") if d]
-    ts = [int(t) for t in a.T.split(",") if t]
+    p.add_argument("--unroll", type=int, default=1, help="neuron time-loop unroll (>= 1)")
+    a = p.parse_args(argv)
+    jb.check_at_least(a, batch=1, size=1, unroll=1)
+    if not a.depths:
+        jb.fail("--depths is empty: give at least one of 18, 34, 104")
+    depths, ts = a.depths, a.T
+    # every model the run compiles, built abstractly first: a bad depth or size is one line, not a traceback
+    # after minutes of compiling the earlier ones
+    for depth, t in [(d, 1) for d in depths] + [(depths[-1], t) for t in ts if t != 1]:
+        jb.check_model_config(model_config(depth, t, a.size, not a.no_scan, a.conv_impl, a.unroll))
+    import jax
+
     runs = []
     for depth in depths:
         runs.append(compile_step(depth, 1, a.batch, a.size, not a.no_scan, a.conv_impl, a.unroll))

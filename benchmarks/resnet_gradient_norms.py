@@ -19,17 +19,29 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
+import sys
 import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _jaxbench as jb  # noqa: E402  (the standard library only: flags are checked before jax is imported)
+
 
 def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(",") if v.strip())
+    """``--blocks`` / ``--widths``: a comma list of integers >= 1, as a tuple."""
+    return tuple(jb.positive_ints(text))
+
+
+def model_config(attention: str, args) -> dict:
+    """``config.model`` of the measured net (MS-Res-SNN for ``attention='no'``)."""
+    return dict(name="att_res_snn", blocks=args.blocks, widths=args.widths, T=args.T, num_classes=args.classes,
+                input_shape=(args.size, args.size, 3), attention=attention, c_ratio=args.c_ratio,
+                last_bn_init=args.last_bn_init, dropout=0.0)
 
 
 def measure(attention: str, args) -> dict:
@@ -38,9 +50,7 @@ def measure(attention: str, args) -> dict:
 
     from masnn_jax import analysis, models
 
-    cfg = dict(name="att_res_snn", blocks=args.blocks, widths=args.widths, T=args.T, num_classes=args.classes,
-               input_shape=(args.size, args.size, 3), attention=attention, c_ratio=args.c_ratio,
-               last_bn_init=args.last_bn_init, dropout=0.0)
+    cfg = model_config(attention, args)
     t0 = time.perf_counter()
     with jax.default_prng_impl("rbg"):  # same initialisers; threefry compiles seconds per parameter shape on CPU
         model = models.build(cfg, rngs=nnx.Rngs(args.seed))
@@ -109,23 +119,33 @@ def plot(results: list[dict], path: str) -> None:
     plt.close(fig)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--blocks", type=_ints, default=(3, 8, 32, 8))
-    p.add_argument("--widths", type=_ints, default=(16, 32, 64, 128))
-    p.add_argument("--size", type=int, default=32)
+def main(argv=None) -> None:
+    p = jb.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--blocks", type=_ints, default=(3, 8, 32, 8), help="blocks per stage (integers >= 1)")
+    p.add_argument("--widths", type=_ints, default=(16, 32, 64, 128), help="channels per stage (one per stage)")
+    p.add_argument("--size", type=int, default=32, help="image side (divisible by 2^(stages + 1))")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--batches", type=int, default=2)
+    p.add_argument("--batches", type=int, default=2, help="random batches averaged over (>= 1)")
     p.add_argument("--T", type=int, default=1)
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--c-ratio", dest="c_ratio", type=int, default=8)
     p.add_argument("--last-bn-init", dest="last_bn_init", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--attentions", default="no,CSA")
+    p.add_argument("--attentions", default="no,CSA", help="comma list of config.model.attention values")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    jb.check_at_least(args, size=1, batch=1, batches=1, T=1, classes=1, c_ratio=1)
+    attentions = [a.strip() for a in args.attentions.split(",") if a.strip()]
+    if not attentions:
+        jb.fail(f"--attentions is empty: give at least one config.model.attention value, got {args.attentions!r}")
+    if not args.blocks:
+        jb.fail("--blocks is empty: give the blocks of every stage")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        jb.fail(f"--out {args.out!r} is a file, not a folder")
+    for attention in attentions:  # a bad --size, --widths, --attentions ... is one line, before any model runs
+        jb.check_model_config(model_config(attention, args))
     os.makedirs(args.out, exist_ok=True)
-    results = [measure(a, args) for a in args.attentions.split(",")]
+    results = [measure(a, args) for a in attentions]
     report = {
         "description": "L2 norm of dL/dx_l (x_l: output of residual block l) at initialisation, BN batch "
                        "statistics, cross-entropy on random N(0,1) images with random labels, averaged over batches",

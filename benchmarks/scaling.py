@@ -29,10 +29,6 @@ import _jaxbench as jb  # noqa: E402
 _parse_set = jb.parse_set
 
 
-def _ints(s: str) -> list[int]:
-    return [int(v) for v in s.split(",") if v.strip()]
-
-
 def child(point: dict, args) -> dict:
     jb.set_threads(args.threads)
     import statistics
@@ -62,29 +58,36 @@ def child(point: dict, args) -> dict:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--T", default="8,16,30", help="T values (batch --base-batch)")
-    p.add_argument("--batch", default="4,8,16", help="batch values (T --base-T)")
-    p.add_argument("--depth", default="1,2,3,4,6", help="conv-layer counts for the compile-time sweep")
+    p = jb.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--T", type=jb.positive_ints, default="8,16,30",
+                   help="T values (batch --base-batch); comma list of integers >= 1, '' skips this sweep")
+    p.add_argument("--batch", type=jb.positive_ints, default="4,8,16",
+                   help="batch values (T --base-T); comma list of integers >= 1, '' skips this sweep")
+    p.add_argument("--depth", type=jb.positive_ints, default="1,2,3,4,6",
+                   help="conv-layer counts for the compile-time sweep; comma list of integers >= 1, '' skips it")
     p.add_argument("--base-T", type=int, default=16)
     p.add_argument("--base-batch", type=int, default=16)
-    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--steps", type=int, default=2, help="timed steps per point (after the compiling one)")
     p.add_argument("--attention", default="TCSA")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="XLA CPU threads (0: all cores)")
     p.add_argument("--jax-set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--no-hugetlb", action="store_true")
-    p.add_argument("--quick", action="store_true", help="T 8,16; batch 4,16; depth 1,3; 1 step")
+    p.add_argument("--quick", action="store_true",
+                   help="reduced-sweep defaults: T 8,16; batch 4,16; depth 1,3; 1 step (flags given explicitly "
+                        "keep their values)")
     p.add_argument("--child", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    args = jb.parse_args(p, argv, quick=dict(T="8,16", batch="4,16", depth="1,3", steps=1))
+    jb.check_at_least(args, base_T=1, base_batch=1, steps=1)  # the user's values, --quick or not
     if args.child:
         jb.emit(child(json.loads(args.child), args))
         return
-    if args.quick:
-        args.T, args.batch, args.depth, args.steps = "8,16", "4,16", "1,3", 1
-    points = [dict(sweep="T", T=t, batch=args.base_batch) for t in _ints(args.T)]
-    points += [dict(sweep="batch", T=args.base_T, batch=b) for b in _ints(args.batch)]
-    points += [dict(sweep="depth", T=8, batch=4, depth=d) for d in _ints(args.depth)]
+    if not (args.T or args.batch or args.depth):
+        jb.fail("--T, --batch and --depth are all empty: no point to run")
+    jb.check_threads(args.threads)
+    points = [dict(sweep="T", T=t, batch=args.base_batch) for t in args.T]
+    points += [dict(sweep="batch", T=args.base_T, batch=b) for b in args.batch]
+    points += [dict(sweep="depth", T=8, batch=4, depth=d) for d in args.depth]
     # a bad --jax-set is one line here, not a traceback from every child
     jb.check_model_config(jb.gesture_model_config(args.base_T, attention=args.attention, **_parse_set(args.jax_set)))
     env = dict(os.environ)

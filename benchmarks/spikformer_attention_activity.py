@@ -26,7 +26,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -34,6 +33,20 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import _jaxbench as jb  # noqa: E402  (the standard library only: flags are checked before jax is imported)
+
+
+def scheme_config(scheme: str, args):
+    """The digits-DVS Spikformer config with ``scheme`` at ``--where`` ('no': the attention-free model)."""
+    cfg = _config(args)
+    if scheme != "no":
+        if args.where in ("sps", "both"):
+            cfg.model.sps_attention = scheme
+        if args.where in ("block", "both"):
+            cfg.model.block_attention = scheme
+    return cfg
 
 
 def measure(scheme: str, base_state, batch: dict, args) -> dict:
@@ -43,12 +56,7 @@ def measure(scheme: str, base_state, batch: dict, args) -> dict:
     from masnn_jax import analysis, models
     from masnn_jax.analysis import energy as energy_lib
 
-    cfg = _config(args)
-    if scheme != "no":
-        if args.where in ("sps", "both"):
-            cfg.model.sps_attention = scheme
-        if args.where in ("block", "both"):
-            cfg.model.block_attention = scheme
+    cfg = scheme_config(scheme, args)
     t0 = time.perf_counter()
     with jax.default_prng_impl("rbg"):
         model = models.build(cfg.model, rngs=nnx.Rngs(args.seed))
@@ -165,18 +173,25 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--schemes", default="no,TA,CA,SA,TCSA")
+def main(argv=None) -> None:
+    p = jb.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--schemes", default="no,TA,CA,SA,TCSA", help="comma list: 'no' and MA-SNN attention schemes")
     p.add_argument("--where", choices=("sps", "block", "both"), default="both")
     p.add_argument("--placement", choices=("input", "membrane"), default="input")
-    p.add_argument("--batch", type=int, default=120)
+    p.add_argument("--batch", type=int, default=120, help="test samples in the one batch (>= 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    jb.check_at_least(args, batch=1)
+    schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
+    if not schemes:
+        jb.fail(f"--schemes is empty: give at least one scheme (e.g. no,TCSA), got {args.schemes!r}")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        jb.fail(f"--out {args.out!r} is a file, not a folder")
+    for s in schemes:  # a bad scheme is one line here, before the data is loaded and any model runs
+        jb.check_model_config(scheme_config(s, args).model)
     from flax import nnx
 
-    schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
     batch = _batch(args)
     import jax
 

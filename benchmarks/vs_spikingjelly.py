@@ -28,7 +28,7 @@ Usage::
     python benchmarks/vs_spikingjelly.py --T 16 --batch 16 --steps 3 --reps 2
     python benchmarks/vs_spikingjelly.py --T 60 --jax-set remat=layer
     python benchmarks/vs_spikingjelly.py --T 60 --batch 64 --frameworks jax,torch,sjlif --jax-set neuron_impl=scan
-    python benchmarks/vs_spikingjelly.py --quick          # small smoke run
+    python benchmarks/vs_spikingjelly.py --quick          # small smoke run (T 5, batch 2, 1 step, 1 rep)
 
 ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` is set for both children unless ``--no-hugetlb`` (it removes most
 of the page-fault time both frameworks spend on fresh buffers; see BENCHMARKS.md).
@@ -280,7 +280,7 @@ def _sj_lif_implementation(dev) -> str:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = jb.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--T", type=int, default=16)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=3, help="timed steps per child (after one warm-up/compile step)")
@@ -296,11 +296,11 @@ def main(argv=None):
     p.add_argument("--jax-set", action="append", default=[], metavar="KEY=VALUE",
                    help="config.model override for masnn-jax, e.g. conv_impl=xla, remat=layer")
     p.add_argument("--no-hugetlb", action="store_true", help="do not set GLIBC_TUNABLES=glibc.malloc.hugetlb=1")
-    p.add_argument("--quick", action="store_true", help="T=min(T, 5), batch 2, 1 step, 1 rep (smoke test)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke-test defaults: T 5, batch 2, 1 step, 1 rep (flags given explicitly keep their values)")
     p.add_argument("--child", choices=["jax", "torch", "sjlif"], help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.quick:
-        args.T, args.batch, args.steps, args.reps = min(args.T, 5), min(args.batch, 2), 1, 1
+    args = jb.parse_args(p, argv, quick=dict(T=5, batch=2, steps=1, reps=1))
+    jb.check_at_least(args, T=1, batch=1, steps=1, reps=1)  # the user's values, --quick or not
     if args.child == "jax":
         jb.emit(run_jax(args))
         return
@@ -308,19 +308,15 @@ def main(argv=None):
         jb.emit(run_torch(args))
         return
 
-    for name in ("T", "batch", "steps", "reps"):
-        if getattr(args, name) < 1:
-            raise SystemExit(f"error: --{name} must be >= 1, got {getattr(args, name)}")
     frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
     bad = sorted(set(frameworks) - {"jax", "torch", "sjlif"})
     if bad or not frameworks:
-        raise SystemExit(f"error: --frameworks takes a comma list of jax,torch,sjlif; got {args.frameworks!r}")
+        jb.fail(f"--frameworks takes a comma list of jax,torch,sjlif; got {args.frameworks!r}")
     jb.check_threads(args.threads)
     missing = [m for m in ("torch", "spikingjelly") if importlib.util.find_spec(m) is None]
     if missing and {"torch", "sjlif"} & set(frameworks):
-        raise SystemExit(f"error: --frameworks {args.frameworks} needs {' and '.join(missing)}, not installed here: "
-                         "install the parity extra (pip install -e '.[parity]', see the README) or pass "
-                         "--frameworks jax")
+        jb.fail(f"--frameworks {args.frameworks} needs {' and '.join(missing)}, not installed here: install the "
+                "parity extra (pip install -e '.[parity]', see the README) or pass --frameworks jax")
     if "jax" in frameworks:  # a bad --jax-set is one line here, not a traceback from every child
         jb.check_model_config(jb.gesture_model_config(args.T, attention=args.attention, **_parse_set(args.jax_set)))
     env = dict(os.environ)

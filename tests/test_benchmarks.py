@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -159,3 +161,62 @@ def test_profile_step_quick(tmp_path):
     assert 0 < sum(row["busy_threads_ms"].values()) <= row["span_ms"] + slack
     assert all(0 <= ms <= row["span_ms"] + 0.1 for ms in row["groups_ms"].values())
     assert any(r["group"] == "matmul" and "dot_general" in r.get("source", "") for r in row["top_ops"]), row["top_ops"]
+
+
+# Every bad flag below used to start work (a child run, a compile, a real benchmark) or end in a traceback; each script
+# now refuses it up front with one ``error:`` line naming the flag, exit status 2 (``_jaxbench.fail``). ``--quick``
+# no longer replaces a value the user gave, so it no longer hides a bad one.
+BAD_FLAGS = [
+    ("compile_time.py", ["--T", "0"], "--T"),
+    ("compile_time.py", ["--timeout", "0"], "--timeout"),
+    ("compile_time.py", ["--quick", "--T", "-1"], "--T"),
+    ("scaling.py", ["--T", "0", "--batch", "", "--depth", ""], "--T"),
+    ("scaling.py", ["--T", "abc"], "--T"),
+    ("scaling.py", ["--T", "8,0", "--quick"], "--T"),
+    ("scaling.py", ["--T", "", "--batch", "", "--depth", ""], "--depth"),  # nothing left to run
+    ("vs_spikingjelly.py", ["--steps", "0", "--quick"], "--steps"),
+    ("resnet_compile.py", ["--unroll", "0"], "--unroll"),
+    ("resnet_compile.py", ["--depths", "18,x"], "--depths"),
+    ("peak.py", ["--repeats", "0", "--no-torch"], "--repeats"),
+    ("peak.py", ["--matmul", "0", "--quick", "--no-torch"], "--matmul"),
+    ("profile_step.py", ["--batch", "0", "--quick"], "--batch"),
+    ("input_pipeline.py", ["--images", "0", "--quick"], "--images"),
+    ("event_loader.py", ["--files", "1", "--events", "1000", "--epochs", "0"], "--epochs"),
+    ("event_loader.py", ["--files", "0"], "--files"),
+    ("imagenet.py", ["--T", "0", "--depths", "18", "--frameworks", "jax", "--dtypes", "float32"], "--T"),
+    ("imagenet.py", ["--depths", ""], "--depths"),
+    ("kill_resume.py", ["--epochs", "0"], "--epochs"),
+    ("resnet_gradient_norms.py", ["--T", "0", "--out", "{tmp}"], "--T"),
+    ("spikformer_attention_activity.py", ["--batch", "0", "--out", "{tmp}"], "--batch"),
+]
+
+# Runs a script as ``python script.py FLAGS`` would, except that jax and flax cannot be imported: a script that gets
+# past its flag checks into real work fails loudly (an ImportError traceback) instead of computing.
+_NO_JAX = ("import runpy, sys; sys.modules.update(jax=None, flax=None); "
+           "sys.argv = sys.argv[1:]; sys.path.insert(0, __import__('os').path.dirname(sys.argv[0])); "
+           "runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+@pytest.mark.parametrize("script, flags, flag", BAD_FLAGS, ids=[f"{s}:{' '.join(f)}" for s, f, _ in BAD_FLAGS])
+def test_bad_flag_is_one_line_before_any_work(tmp_path, script, flags, flag):
+    """A zero, negative or malformed numeric flag (or a list flag with such an item) stops the script within a
+    second or two, before jax is imported or any child process starts: exit status 2, nothing on stdout (no child
+    row), one ``error:`` line on stderr that names the flag, no traceback, nothing written."""
+    flags = [f.replace("{tmp}", str(tmp_path / "out")) for f in flags]
+    cmd = [sys.executable, "-c", _NO_JAX, os.path.join(BENCH, script), *flags]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env=dict(os.environ, JAX_PLATFORMS="cpu"), start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # it started real work: stop it and its children
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"{script} {' '.join(flags)} still running after 60 s: the flag was not refused")
+    seconds = time.perf_counter() - t0
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert proc.returncode == 2, (proc.returncode, out[-1000:], err[-2000:])
+    assert out == "" and "Traceback" not in err, (out[-1000:], err[-2000:])
+    assert len(lines) == 1 and lines[0].startswith("error:") and flag in lines[0], err[-2000:]
+    assert seconds < 10, seconds
+    assert not (tmp_path / "out").exists()  # nothing written either
