@@ -193,18 +193,22 @@ def test_sigkill_then_resume_ends_with_the_same_parameters(reference_run, tmp_pa
                                    rtol=1e-6)
 
 
-def test_sigterm_saves_a_checkpoint_and_resume_finishes(tmp_path):
-    workdir = str(tmp_path)
-    proc = subprocess.Popen(
-        _train_cmd(workdir, "--config.train.num_epochs=2"),
-        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    # wait until training runs (the first epoch's metrics line appears after its checkpoint)
+def _start_training(workdir: str, epochs: int, *, stderr) -> subprocess.Popen:
+    """train.py started on the tiny config, returned once it trains (the first epoch's metrics line appears after
+    its checkpoint)."""
+    proc = subprocess.Popen(_train_cmd(workdir, f"--config.train.num_epochs={epochs}"), cwd=ROOT, env=_env(),
+                            stdout=subprocess.PIPE, stderr=stderr, text=True)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if os.path.exists(os.path.join(workdir, "metrics.jsonl")):
             break
         time.sleep(0.02)
+    return proc
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_finishes(tmp_path):
+    workdir = str(tmp_path)
+    proc = _start_training(workdir, 2, stderr=subprocess.STDOUT)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 128 + signal.SIGTERM, out  # stopped early: not the 0 of a finished run
@@ -220,13 +224,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_finishes(tmp_path):
 def test_ctrl_c_twice_stops_at_once_with_one_line(tmp_path):
     """Ctrl-C twice: exit 130 with one line saying nothing was saved since the latest checkpoint (no traceback)."""
     workdir = str(tmp_path)
-    proc = subprocess.Popen(_train_cmd(workdir, "--config.train.num_epochs=3"), cwd=ROOT, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if os.path.exists(os.path.join(workdir, "metrics.jsonl")):
-            break
-        time.sleep(0.02)
+    proc = _start_training(workdir, 3, stderr=subprocess.PIPE)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
