@@ -3,7 +3,8 @@
 Defaults: ``--config=configs/digits_dvs.py`` (the event digits that ship with the install) and
 ``--workdir=runs/<config name>``. Rerunning the same command on the same workdir resumes from its latest checkpoint;
 SIGTERM and Ctrl-C save a checkpoint first and exit with 128 + the signal number (143, 130) after the result line
-(``"stopped": true``); Ctrl-C twice stops at once (130, nothing saved). ``--mode=eval`` evaluates the latest checkpoint of ``--workdir``.
+(``"stopped": true``); Ctrl-C twice stops at once (130, nothing saved). Before the training loop runs (imports,
+data, compilation) either signal stops at once with one line (nothing of the run is unsaved then). ``--mode=eval`` evaluates the latest checkpoint of ``--workdir``.
 Multi-host: pass ``--distributed`` to call ``jax.distributed.initialize()`` (cluster settings from the environment).
 """
 
@@ -12,8 +13,21 @@ import os
 import signal
 import sys
 
-from absl import app, flags, logging
-from masnn_jax.config import define_config_flag, parse_flags
+
+def _stop_before_training(signum, _frame):
+    """SIGTERM / Ctrl-C before the training loop runs (imports, data, compilation, restore) or after it returned:
+    this run has nothing unsaved, so it stops at once with one line and exit status 128 + the signal number."""
+    print(f"stopped by {signal.Signals(signum).name} outside the training loop: nothing unsaved; rerun the same "
+          "command to start or resume.", file=sys.stderr, flush=True)
+    os._exit(128 + signum)
+
+
+if __name__ == "__main__":  # the training loop installs its own handlers (save, then stop)
+    for _sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(_sig, _stop_before_training)
+
+from absl import app, flags, logging  # noqa: E402  (after the handlers: a Ctrl-C during imports is one line too)
+from masnn_jax.config import define_config_flag, parse_flags  # noqa: E402
 
 _CONFIG = define_config_flag(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "digits_dvs.py"),
@@ -50,6 +64,10 @@ def main(argv):
         print("error: --workdir is empty; give a folder, or leave the flag out for runs/<config name>",
               file=sys.stderr, flush=True)
         sys.exit(1)
+    if _MODE.value == "train" and _STEP.value is not None:
+        print("error: --step selects the checkpoint of --mode=eval; training resumes from the latest checkpoint",
+              file=sys.stderr, flush=True)
+        sys.exit(1)
     workdir = _WORKDIR.value or os.path.join("runs", config_name)
     print(f"config {config_name}; workdir {os.path.abspath(workdir)}; backend {jax.default_backend()}, "
           f"{jax.device_count()} device(s) ({jax.devices()[0].device_kind}); compilation cache {cache or 'off'}",
@@ -68,6 +86,8 @@ def main(argv):
         print(f"stopped at once (Ctrl-C twice): nothing saved since the latest checkpoint in {workdir}; rerun the "
               "same command to resume from it.", file=sys.stderr, flush=True)
         sys.exit(130)
+    for sig in (signal.SIGTERM, signal.SIGINT):  # the result stands: a late signal no longer changes the exit status
+        signal.signal(sig, signal.SIG_IGN)
     print(json.dumps(result), flush=True)
     if result.get("stopped"):  # a checkpoint was saved; 128 + signal, as a shell reports a process it stopped
         sys.exit(128 + int(result.get("stop_signal") or signal.SIGTERM))

@@ -234,6 +234,28 @@ def test_ctrl_c_twice_stops_at_once_with_one_line(tmp_path):
     assert "stopped at once (Ctrl-C twice)" in err or "Stop requested" in out, out + err
 
 
+def test_signal_before_the_training_loop_is_one_line(tmp_path):
+    """SIGTERM while train.py is still importing / building: one line, exit 143, no traceback, nothing written."""
+    workdir = str(tmp_path / "run")
+    proc = subprocess.Popen(_train_cmd(workdir), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, out + err  # was killed by the signal, without a word
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("stopped by SIGTERM outside the training loop"), err[-2000:]
+    assert not os.path.exists(os.path.join(workdir, "checkpoints"))
+
+
+def test_step_flag_in_train_mode_is_refused(tmp_path):
+    proc = subprocess.run(_train_cmd(str(tmp_path / "run"), "--step=5"), cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: --step selects the checkpoint of --mode=eval")
+    assert not os.path.exists(tmp_path / "run")
+
+
 def test_eval_mode_reproduces_the_last_test_metrics(reference_run):
     workdir, _ = reference_run
     proc = _run([sys.executable, os.path.join(ROOT, "train.py"), f"--workdir={workdir}", "--mode=eval", *TINY])
@@ -430,13 +452,13 @@ def test_train_config_counts_are_checked():
     from masnn_jax import train as training
     from masnn_jax.config import train_defaults
 
-    for key, value in (("eval_every_epochs", -1), ("max_nonfinite_steps", -2), ("num_workers", -1),
+    for key, value in (("eval_every_epochs", 0), ("max_nonfinite_steps", 0), ("num_workers", -1),
                        ("max_to_keep", 0)):
         tc = train_defaults()
         tc[key] = value
         with pytest.raises(ValueError, match=rf"config\.train\.{key} must be"):
             training.validate_train_config(tc)
-    training.validate_train_config(train_defaults(eval_every_epochs=0, max_nonfinite_steps=0, num_workers=0))
+    training.validate_train_config(train_defaults(eval_every_epochs=1, max_nonfinite_steps=1, num_workers=0))
     for seed in (-1, 2**32, 1.5, "0", True):
         with pytest.raises(ValueError, match=r"config\.seed must be an integer in \[0, 2\*\*32\)"):
             training.validate_seed(ml_collections.ConfigDict({"seed": seed}))

@@ -39,16 +39,17 @@ def validate_train_config(tc: ml_collections.ConfigDict) -> None:
     Raises:
       ValueError: naming the key: non-positive ``batch_size``, ``eval_batch_size`` or ``num_epochs``; bad optimiser
         or schedule keys (:func:`masnn_jax.train.optim.validate_optimizer_config`); unknown ``loss``; negative
-        ``checkpoint_every_steps``; ``max_to_keep`` below 1 (orbax would delete every checkpoint it writes);
-        negative ``eval_every_epochs``, ``max_nonfinite_steps`` or ``num_workers`` (0 means 1 epoch, 10 steps and
-        in-process loading); bad ``mixup`` keys or mixing with loss 'mse'
+        ``checkpoint_every_steps``; ``max_to_keep`` (orbax would delete every checkpoint it writes),
+        ``eval_every_epochs`` or ``max_nonfinite_steps`` below 1; negative ``num_workers`` (0: in-process loading);
+        bad ``mixup`` keys or mixing with loss 'mse'
         (:func:`masnn_jax.train.mixing.mixup_spec_from_config`, naming ``config.train.mixup.<key>``).
     """
-    for key in ("batch_size", "eval_batch_size", "num_epochs", "max_to_keep"):
+    for key in ("batch_size", "eval_batch_size", "num_epochs", "max_to_keep", "eval_every_epochs",
+                "max_nonfinite_steps"):
         value = tc.get(key, 1)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"config.train.{key} must be a positive integer, got {value!r}")
-    for key in ("eval_every_epochs", "max_nonfinite_steps", "num_workers"):
+    for key in ("num_workers",):
         value = tc.get(key, 0)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise ValueError(f"config.train.{key} must be an integer >= 0, got {value!r}")
