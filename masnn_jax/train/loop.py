@@ -29,8 +29,8 @@ from masnn_jax.train.compile import CompiledStep
 from masnn_jax.train.metrics import MetricWriter
 from masnn_jax.train.workdir import WorkdirInUseError, check_workdir, make_workdir, workdir_lock
 
-__all__ = ["validate_train_config", "validate_seed", "Trainer", "train_and_evaluate", "evaluate_checkpoint", "WorkdirInUseError",
-           "NonFiniteError"]
+__all__ = ["validate_train_config", "validate_seed", "Trainer", "train_and_evaluate", "evaluate_checkpoint",
+           "WorkdirInUseError", "NonFiniteError"]
 
 
 def validate_train_config(tc: ml_collections.ConfigDict) -> None:
@@ -49,10 +49,9 @@ def validate_train_config(tc: ml_collections.ConfigDict) -> None:
         value = tc.get(key, 1)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"config.train.{key} must be a positive integer, got {value!r}")
-    for key in ("num_workers",):
-        value = tc.get(key, 0)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise ValueError(f"config.train.{key} must be an integer >= 0, got {value!r}")
+    workers = tc.get("num_workers", 0)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise ValueError(f"config.train.num_workers must be an integer >= 0, got {workers!r}")
     optim.validate_optimizer_config(tc)
     if tc.get("loss") is not None and tc.get("loss") not in tasks.LOSSES:
         raise ValueError(f"config.train.loss must be one of {tasks.LOSSES}, got {tc.get('loss')!r}")
@@ -297,7 +296,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, devic
     """Trains ``config`` in ``workdir``, resuming from its latest checkpoint; evaluates after every epoch.
 
     Returns the last test metrics (``loss``, ``accuracy``, ``firing_rate``, ...) and ``stopped`` (True when a
-    SIGTERM or Ctrl-C ended the run early, after saving a checkpoint; ``stop_signal`` then holds the signal number). Writes ``metrics.jsonl``, TensorBoard files and checkpoints under ``workdir``.
+    SIGTERM or Ctrl-C ended the run early, after saving a checkpoint; ``stop_signal`` then holds the signal
+    number). Writes ``metrics.jsonl``, TensorBoard files and checkpoints under ``workdir``.
     Raises:
       ValueError: bad config values (named), or a checkpoint that does not fit the model.
       WorkdirInUseError: another training run is using ``workdir`` (``<workdir>/.lock``).
